@@ -1,0 +1,5 @@
+import sys
+
+from gene_dag.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""``gene-dag evaluate``: accuracy of a learned network against a known graph."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gene_dag.errors import InputError
+
+_TABLE_ORDER = (
+    "n_genes", "n_true", "n_predicted", "n_correct", "n_reversed", "n_extra", "n_missing",
+    "shd", "tpr", "fdr", "fpr", "auprc", "auprc_skeleton",
+)  # fmt: skip
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="compare a learned network with a ground truth (SHD, TPR, FDR, AUPRC)",
+        description="Compare the network in PRED.h5ad (varp[KEY], row = regulator, column = target) "
+        "with a true graph, matching genes by name. Prints a table; --out writes JSON.",
+    )
+    p.add_argument("prediction", type=Path, metavar="PRED.h5ad", help="learned network")
+    p.add_argument(
+        "--truth",
+        required=True,
+        type=Path,
+        metavar="TRUTH",
+        help="true graph: .h5ad (varp[TRUTH_KEY]) or a TSV edge list with columns source, target[, weight]",
+    )
+    p.add_argument("--key", default="gene_dag", help="varp key of the prediction (default gene_dag)")
+    p.add_argument("--truth-key", default="true_dag", help="varp key of an .h5ad truth (default true_dag)")
+    p.add_argument("--out", type=Path, metavar="metrics.json", help="write the metrics as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from gene_dag.metrics import adjacency_from_edges, count_accuracy, edges_from_adjacency
+
+    W_pred, genes = _read_varp(args.prediction, args.key)
+    if not genes.is_unique:
+        raise InputError("gene names (var_names) are not unique", args.prediction)
+    if _is_h5ad(args.truth):
+        W_true, truth_genes = _read_varp(args.truth, args.truth_key)
+        rows, cols, weights = edges_from_adjacency(W_true)
+        sources, targets = truth_genes[rows], truth_genes[cols]
+    else:
+        sources, targets, weights = _read_edge_tsv(args.truth)
+        truth_genes = pd.Index(sources).append(pd.Index(targets)).unique()
+    absent = truth_genes.difference(genes, sort=False)
+    if absent.size:
+        raise InputError(
+            f"{absent.size} of its {truth_genes.size} genes are absent from the prediction "
+            f"{args.prediction} (first: {', '.join(map(str, absent[:5]))})",
+            args.truth,
+        )
+
+    metrics = {"n_genes": len(genes), **count_accuracy(adjacency_from_edges(sources, targets, genes, weights), W_pred)}
+    width = max(map(len, _TABLE_ORDER))
+    for name in _TABLE_ORDER:
+        value = metrics[name]
+        print(f"{name:<{width}}  {value:>10.4f}" if isinstance(value, float) else f"{name:<{width}}  {value:>10d}")
+    if args.out is not None:
+        from gene_dag.cli.simulate import _atomic_write
+
+        with _atomic_write(args.out) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def _is_h5ad(path: Path) -> bool:
+    return path.suffix.lower() == ".h5ad"
+
+
+def _read_varp(path: Path, key: str):
+    """(adjacency as CSR, gene names) from ``varp[key]`` of an .h5ad, without loading X."""
+    import anndata
+    import scipy.sparse as sp
+
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        adata = anndata.read_h5ad(path, backed="r")
+    except Exception as exc:  # h5py/anndata raise many types for a bad file
+        raise InputError(f"cannot read as .h5ad ({exc})", path) from exc
+    try:
+        if key not in adata.varp:
+            have = ", ".join(adata.varp.keys()) or "none"
+            raise InputError(f"no varp[{key!r}] (varp keys: {have})", path)
+        return sp.csr_matrix(adata.varp[key]), adata.var_names.copy()
+    finally:
+        adata.file.close()
+
+
+def _read_edge_tsv(path: Path):
+    """(sources, targets, weights or None) from a tab-separated edge list with a header."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        edges = pd.read_csv(path, sep="\t", dtype={"source": str, "target": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read as a tab-separated edge list ({exc})", path) from exc
+    missing = {"source", "target"}.difference(edges.columns)
+    if missing:
+        raise InputError(
+            f"edge list lacks column(s) {', '.join(sorted(missing))} (has: {', '.join(map(str, edges.columns))})", path
+        )
+    if edges[["source", "target"]].isna().any().any():
+        raise InputError("empty source or target names", path)
+    weights = None
+    if "weight" in edges:
+        weights = pd.to_numeric(edges["weight"], errors="coerce")
+        if weights.isna().any():
+            raise InputError("non-numeric or empty weight values", path)
+        weights = weights.to_numpy(dtype=float)
+    return edges["source"].to_numpy(), edges["target"].to_numpy(), weights

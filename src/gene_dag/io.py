@@ -1,0 +1,458 @@
+"""Reading every input format and writing every output atomically.
+
+Inputs: ``.h5ad`` (in memory or backed), ``.loom``, ``.csv`` / ``.tsv`` (optionally
+gzipped) and the demo datasets bundled with scanpy (``scanpy:pbmc68k_reduced``,
+``scanpy:krumsiek11``). Whatever the format, the result is an AnnData with cells as
+``obs``, genes as ``var`` and the chosen values in ``X``. Bad input raises
+:class:`~gene_dag.errors.InputError` with a one-line message naming the file.
+
+Outputs go through :func:`atomic_write`, so a failed or interrupted step never leaves
+a partial file where Snakemake would take it for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from gene_dag.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import anndata
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Bundled scanpy datasets that need no download.
+BUNDLED_DATASETS = ("pbmc68k_reduced", "krumsiek11")
+ORIENTATIONS = ("cells_x_genes", "genes_x_cells")
+_TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".csv.gz": ",", ".tsv.gz": "\t"}
+#: Values per block when scanning a matrix for NaN/Inf (64 MiB of float32).
+_SCAN_BLOCK_VALUES = 1 << 24
+
+
+def _format_of(path: Path) -> str:
+    """The format key of a file name: '.h5ad', '.loom', '.csv', '.tsv.gz', ... ('' if unknown)."""
+    name = path.name.lower()
+    for suffix in (".h5ad", ".loom", *_TABLE_SUFFIXES):
+        if name.endswith(suffix):
+            return suffix
+    return ""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line, 'Type: message' (for InputError messages)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def first_few(items: Sequence[Any] | np.ndarray, n: int = 5) -> str:
+    """Comma-separated first ``n`` items, with '...' when there are more (for messages)."""
+    items = list(items)
+    text = ", ".join(str(x) for x in items[:n])
+    return text + (", ..." if len(items) > n else "")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_expression(
+    source: str | os.PathLike,
+    layer: str | None = None,
+    backed: bool | str = False,
+    orientation: str = "cells_x_genes",
+    validate: bool = True,
+) -> anndata.AnnData:
+    """Read an expression matrix as AnnData (cells x genes, chosen values in ``X``).
+
+    Parameters
+    ----------
+    source
+        ``.h5ad``, ``.loom``, ``.csv``/``.tsv`` (``.gz`` allowed) or
+        ``"scanpy:pbmc68k_reduced"`` / ``"scanpy:krumsiek11"``.
+    layer
+        ``None``: ``X``. A name: that layer (h5ad or loom layer) is put in ``X``.
+        ``"raw"``: ``adata.raw.X`` with the raw gene names as ``var``.
+    backed
+        ``True`` or ``"r"``: open an ``.h5ad`` read-only in backed mode; ``X`` stays on
+        disk. Backed mode streams only ``X``: combining it with ``layer`` raises
+        :class:`ConfigError` (anndata reads layers into memory in backed mode and
+        cannot put one in ``X`` without writing to the file); to stream a layer from
+        disk use :func:`open_h5ad_matrix` or ``stats.compute_stats(path, layer=...)``.
+        For other formats backed mode is ignored with a warning.
+    orientation
+        Tables only: ``"cells_x_genes"`` (rows are cells, the default) or
+        ``"genes_x_cells"``. The first column holds row names, the header column names.
+    validate
+        Run :func:`validate_expression` (empty matrix, duplicate gene names, NaN/Inf).
+        For a large backed file the value check is a full pass over the data;
+        ``stats.compute_stats`` skips it because it checks every block it streams.
+    """
+    if orientation not in ORIENTATIONS:
+        raise ConfigError(f"orientation must be one of {ORIENTATIONS}, not {orientation!r}")
+    mode = _backed_mode(backed)
+    label = str(source)
+    if label.startswith("scanpy:"):
+        adata = _read_bundled(label)
+        mode = None  # bundled datasets are small and live in memory
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError("file not found", path)
+        if path.is_dir():
+            raise InputError("is a directory, expected an expression file", path)
+        fmt = _format_of(path)
+        if not fmt:
+            raise InputError(
+                f"unsupported format {path.suffix or '(no extension)'!r}: expected .h5ad, "
+                ".loom, .csv or .tsv, or scanpy:<name> for a bundled dataset",
+                path,
+            )
+        if mode and fmt != ".h5ad":
+            log.warning("%s: backed mode is only for .h5ad; reading into memory", path)
+            mode = None
+        if mode and layer is not None:
+            raise ConfigError(
+                f"layer={layer!r} cannot be combined with backed mode (backed mode streams "
+                "only X); read without backed, or stream the layer with "
+                "gene_dag.stats.compute_stats(path, layer=...)"
+            )
+        if fmt in _TABLE_SUFFIXES and layer is not None:
+            raise ConfigError(f"layer={layer!r} given, but a table ({path.name}) has no layers")
+        adata = _read_file(path, fmt, mode, orientation)
+    if layer is not None:
+        adata = _with_layer_in_x(adata, layer, label)
+    if validate:
+        validate_expression(adata, label)
+    log.info("read %s: %d cells x %d genes%s%s", label, adata.n_obs, adata.n_vars,
+             f", layer {layer}" if layer else "", ", backed" if mode else "")
+    return adata
+
+
+def _backed_mode(backed: bool | str) -> str | None:
+    """Normalise the ``backed`` argument to anndata's mode string (read-only) or None."""
+    if backed is False or backed is None:
+        return None
+    if backed is True or backed == "r":
+        return "r"
+    raise ConfigError(f"backed must be False, True or 'r' (read-only), not {backed!r}")
+
+
+def _read_bundled(label: str) -> anndata.AnnData:
+    """A dataset that ships with scanpy (no download)."""
+    name = label.split(":", 1)[1]
+    if name not in BUNDLED_DATASETS:
+        raise InputError(
+            f"unknown bundled dataset {name!r}; available: "
+            + ", ".join(f"scanpy:{n}" for n in BUNDLED_DATASETS),
+            label,
+        )
+    import scanpy as sc
+
+    return getattr(sc.datasets, name)()
+
+
+def _read_file(path: Path, fmt: str, mode: str | None, orientation: str) -> anndata.AnnData:
+    """Dispatch on the format; every reader failure becomes a one-line InputError."""
+    import anndata as ad
+
+    try:
+        if fmt == ".h5ad":
+            return ad.read_h5ad(path, backed=mode)
+        if fmt == ".loom":
+            return _read_loom(path)
+        return _read_table(path, _TABLE_SUFFIXES[fmt], orientation)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file for the user
+        raise InputError(f"cannot read as a {fmt} file ({one_line(exc)})", path) from exc
+
+
+def _read_loom(path: Path) -> anndata.AnnData:
+    """Loom via anndata: the main matrix is X, named loom layers are layers."""
+    import anndata as ad
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        rows = set(f["row_attrs"]) if "row_attrs" in f else set()
+        cols = set(f["col_attrs"]) if "col_attrs" in f else set()
+    # loompy's convention (Gene / CellID) first, then the names anndata.write_loom uses
+    var_key = next((k for k in ("Gene", "var_names", "gene_names") if k in rows), "Gene")
+    obs_key = next((k for k in ("CellID", "obs_names", "cell_names") if k in cols), "CellID")
+    return ad.io.read_loom(path, sparse=True, X_name="", var_names=var_key, obs_names=obs_key)
+
+
+def _read_table(path: Path, sep: str, orientation: str) -> anndata.AnnData:
+    """CSV/TSV: first column row names, header column names, numbers elsewhere."""
+    import anndata as ad
+    import pandas as pd
+
+    df = pd.read_csv(path, sep=sep, index_col=0)
+    # pandas renames repeated header names (A, A.1); keep them as written so that
+    # duplicate gene names are reported, not silently renamed
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    if header.shape[1] == df.shape[1] + 1:
+        df.columns = header.iloc[0, 1:].to_numpy()
+    non_numeric = [c for c, t in zip(df.columns, df.dtypes) if len(df) and not pd.api.types.is_numeric_dtype(t)]
+    if non_numeric:
+        raise InputError(
+            f"{len(non_numeric)} column(s) hold non-numeric values (first few: "
+            f"{first_few(non_numeric)})",
+            path,
+        )
+    if orientation == "genes_x_cells":
+        df = df.T
+    return ad.AnnData(
+        X=df.to_numpy(dtype=np.float64),
+        obs=pd.DataFrame(index=pd.Index(df.index.astype(str), name=None)),
+        var=pd.DataFrame(index=pd.Index(df.columns.astype(str), name=None)),
+    )
+
+
+def layer_matrix(
+    adata: anndata.AnnData, layer: str | None, source: str | os.PathLike | None = None
+) -> tuple[Any, pd.Index]:
+    """The matrix and gene names that ``layer`` selects: X (None), ``"raw"`` or a layer.
+
+    Returns ``(matrix, gene_names)``; for a backed AnnData the matrix of ``X`` or
+    ``raw`` stays on disk. Raises InputError when there is no such layer.
+    """
+    if layer is None:
+        if adata.X is None:
+            raise InputError("no expression matrix (X is empty)", source)
+        return adata.X, adata.var_names
+    if layer == "raw":
+        if adata.raw is None:
+            raise InputError("layer 'raw' requested but there is no raw data (adata.raw)", source)
+        return adata.raw.X, adata.raw.var_names
+    if layer not in adata.layers:
+        available = ", ".join(["raw"] * (adata.raw is not None) + list(adata.layers)) or "none"
+        raise InputError(f"layer {layer!r} not found (available: {available})", source)
+    return adata.layers[layer], adata.var_names
+
+
+def _with_layer_in_x(adata: anndata.AnnData, layer: str, source: str) -> anndata.AnnData:
+    """The AnnData with the chosen layer in X (raw: the raw genes as var); no data copy."""
+    matrix, _ = layer_matrix(adata, layer, source)
+    if layer == "raw":
+        return adata.raw.to_adata()
+    adata.X = matrix
+    return adata
+
+
+@contextlib.contextmanager
+def open_h5ad_matrix(path: str | os.PathLike, layer: str | None = None) -> Iterator[tuple[Any, pd.Index]]:
+    """Open one matrix of an ``.h5ad`` file on disk, loading nothing else but gene names.
+
+    Yields ``(matrix, gene_names)``: ``matrix`` is an ``h5py.Dataset`` (dense) or an
+    anndata backed CSR dataset, whose row slices are read from disk on demand.
+    ``layer`` as in :func:`read_expression` (None: X, ``"raw"``: raw/X, else
+    ``layers/<name>``). Unlike ``anndata.read_h5ad(backed="r")``, layers are not read
+    into memory. CSC matrices cannot be streamed by cells and raise InputError.
+    """
+    import anndata as ad
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    if _format_of(path) != ".h5ad":
+        raise InputError("expected an .h5ad file to stream from disk", path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"cannot read as a .h5ad file ({one_line(exc)})", path) from exc
+    with f:
+        key = "X" if layer is None else "raw/X" if layer == "raw" else f"layers/{layer}"
+        var_key = "raw/var" if layer == "raw" else "var"
+        if key not in f or var_key not in f:
+            available = ["raw"] * ("raw/X" in f) + (list(f["layers"]) if "layers" in f else [])
+            what = "no expression matrix X" if layer is None else f"layer {layer!r} not found"
+            raise InputError(f"{what} (available layers: {', '.join(available) or 'none'})", path)
+        elem = f[key]
+        if isinstance(elem, h5py.Dataset):
+            matrix = elem
+        else:
+            encoding = elem.attrs.get("encoding-type", "")
+            if encoding != "csr_matrix":
+                raise InputError(
+                    f"{key} is stored as {encoding or 'an unknown encoding'}; streaming cells "
+                    "needs a dense or CSR matrix (rewrite it as CSR)",
+                    path,
+                )
+            matrix = ad.io.sparse_dataset(elem)
+        genes = ad.io.read_elem(f[var_key]).index
+        yield matrix, genes
+
+
+def iter_row_blocks(matrix: Any, block_rows: int) -> Iterator[tuple[int, int, Any]]:
+    """Yield ``(start, stop, block)`` for consecutive row blocks of ``matrix``.
+
+    ``matrix``: a dense array, a scipy sparse matrix (CSR for speed), an
+    ``h5py.Dataset`` or an anndata backed CSR dataset. A block is a dense array or a
+    CSR matrix. Nothing is densified.
+    """
+    n = matrix.shape[0]
+    block_rows = max(1, int(block_rows))
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        block = matrix[start:stop]
+        if sp.issparse(block) and block.format != "csr":
+            block = sp.csr_matrix(block)
+        yield start, stop, block
+
+
+def stored_values_per_row(matrix: Any) -> float:
+    """Average number of stored values per row (every column for a dense matrix)."""
+    n, d = matrix.shape
+    if sp.issparse(matrix):
+        return matrix.nnz / max(n, 1)
+    group = getattr(matrix, "group", None)  # anndata backed CSR dataset
+    if group is not None and "indptr" in group:
+        return float(group["indptr"][-1]) / max(n, 1)
+    return float(d)
+
+
+def check_finite_block(
+    block: Any,
+    start: int,
+    genes: Sequence[str],
+    source: str | os.PathLike | None,
+    cells: Sequence[str] | None = None,
+) -> None:
+    """Raise InputError naming the first NaN or Inf in ``block`` (whose rows begin at ``start``).
+
+    For sparse blocks only the stored values are checked (implicit zeros are finite).
+    """
+    values = block.data if sp.issparse(block) else np.asarray(block)
+    if values.dtype == bool or not np.issubdtype(values.dtype, np.number):
+        raise InputError(f"expression values have non-numeric dtype {values.dtype}", source)
+    if np.issubdtype(values.dtype, np.integer):
+        return
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    if sp.issparse(block):
+        pos = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(block.indptr, pos, side="right") - 1)
+        col = int(block.indices[pos])
+        value = block.data[pos]
+    else:
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        value = values[row, col]
+    kind = "NaN" if np.isnan(value) else "infinite"
+    cell = f"cell {str(cells[start + row])!r}" if cells is not None else f"row {start + row}"
+    raise InputError(
+        f"{kind} values in the expression matrix (first at {cell}, gene {str(genes[col])!r})",
+        source,
+    )
+
+
+def validate_expression(adata: anndata.AnnData, source: str | os.PathLike) -> None:
+    """Raise a one-line InputError naming ``source`` if ``adata`` is unusable.
+
+    Checks: an X matrix exists and is not empty (0 cells or 0 genes); gene names are
+    unique; there are no NaN or Inf values. Values are scanned in row blocks, so a
+    backed file stays on disk and a sparse matrix is never densified (only its
+    stored values are looked at).
+    """
+    if adata.X is None:
+        raise InputError("no expression matrix (X is empty)", source)
+    n, d = adata.shape
+    if n == 0 or d == 0:
+        raise InputError(f"empty expression matrix: {n} cells x {d} genes", source)
+    dup = adata.var_names[adata.var_names.duplicated()].unique()
+    if len(dup):
+        raise InputError(
+            f"{len(dup)} duplicate gene name(s) (first few: {first_few(dup)}); make them "
+            "unique, e.g. with adata.var_names_make_unique()",
+            source,
+        )
+    rows = max(1, int(_SCAN_BLOCK_VALUES // max(stored_values_per_row(adata.X), 1.0)))
+    genes, cells = adata.var_names, adata.obs_names
+    for start, _, block in iter_row_blocks(adata.X, rows):
+        check_finite_block(block, start, genes, source, cells)
+
+
+def read_gene_list(path: str | os.PathLike) -> list[str]:
+    """Gene names, one per line; '#' starts a comment, blank lines are skipped, whitespace stripped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found" if not path.exists() else "not a file", path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read gene list ({one_line(exc)})", path) from exc
+    names = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [name for name in names if name]
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place only on success.
+
+    The temporary name is hidden (leading dot), unique, and ends with the suffix of
+    ``path`` so writers that check the extension work. It is not created here (the
+    writer creates it, with the usual permissions). On any exception it is removed
+    and ``path`` is left as it was. Parent directories are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"{path}: the writer produced no file")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_h5ad(adata: anndata.AnnData, path: str | os.PathLike) -> None:
+    """Write ``adata`` to ``.h5ad`` atomically."""
+    with atomic_write(path) as tmp:
+        adata.write_h5ad(tmp)
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON for numpy scalars and arrays, paths and sets."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write JSON (sorted keys, indent 2, numpy scalars and arrays converted) atomically."""
+    write_text(json.dumps(obj, sort_keys=True, indent=2, default=_json_default) + "\n", path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write text (UTF-8) atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> None:
+    """Write a DataFrame as TSV atomically (a ``.gz`` suffix gzips it)."""
+    with atomic_write(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=index)

@@ -1,0 +1,260 @@
+"""Prior knowledge as edge masks: regulator lists and known / forbidden / signed edges.
+
+A prior never changes the score, only which edges may exist and how strongly each is
+penalised. The solver sees an :class:`EdgeMask`: a row set (the regulators, the only
+genes edges may leave) and sparse per-edge constraints inside the k x d block.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from gene_dag.errors import InputError
+
+log = logging.getLogger(__name__)
+
+EDGE_TYPES = ("forbidden", "required", "positive", "negative")
+
+
+def read_regulators(path: str | Path) -> list[str]:
+    """Regulator names, one per line; blank lines and ``#`` comments ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("regulator list not found", path)
+    names: list[str] = []
+    for line in path.read_text().splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            names.append(name)
+    if not names:
+        raise InputError("regulator list names no gene", path)
+    return list(dict.fromkeys(names))
+
+
+def read_edge_prior(path: str | Path) -> pd.DataFrame:
+    """Edge prior TSV with columns source, target, type[, weight], validated.
+
+    ``type`` is one of forbidden / required / positive / negative; ``weight`` is an
+    L1 penalty multiplier (>= 0, < 1 favours the edge), default 1.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("edge prior file not found", path)
+    try:
+        table = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises many types for malformed text
+        raise InputError(f"cannot parse edge prior as TSV ({exc})", path) from None
+    missing = {"source", "target", "type"} - set(table.columns)
+    if missing:
+        raise InputError(f"edge prior lacks column(s) {sorted(missing)}; need source, target, type", path)
+    table = table.apply(lambda col: col.str.strip())
+    table["type"] = table["type"].str.lower()
+    bad = sorted(set(table["type"]) - set(EDGE_TYPES))
+    if bad:
+        raise InputError(f"unknown edge type(s) {bad}; allowed: {', '.join(EDGE_TYPES)}", path)
+    if "weight" in table.columns:
+        weight = pd.to_numeric(table["weight"].replace("", "1"), errors="coerce")
+        if weight.isna().any() or not np.isfinite(weight).all() or (weight < 0).any():
+            row = int(np.flatnonzero(weight.isna() | ~np.isfinite(weight) | (weight < 0))[0])
+            raise InputError(f"weight must be a finite number >= 0 (row {row + 2})", path)
+        table["weight"] = weight.astype(float)
+    else:
+        table["weight"] = 1.0
+    loops = table["source"] == table["target"]
+    if loops.any():
+        log.warning("%s: %d self-loop(s) ignored (a gene never regulates itself)", path, int(loops.sum()))
+        table = table[~loops]
+    return table[["source", "target", "type", "weight"]].reset_index(drop=True)
+
+
+def _report_unknown(what: str, names: list[str], source: str) -> None:
+    if names:
+        log.warning(
+            "%s: %d %s not in the data, skipped (first: %s)",
+            source, len(names), what, ", ".join(names[:5]),
+        )
+
+
+@dataclass
+class EdgeMask:
+    """Which edges may exist, in the k x d regulator block (row = regulator, column = target).
+
+    ``regulators`` are indices into ``genes``; edges leave only these. The sparse k x d
+    matrices hold the exceptions: ``forbidden`` (never an edge), ``required`` (always in
+    the support, unpenalised), ``sign`` (+1 / -1 constraint) and ``penalty`` (L1
+    multiplier, explicit entries only; 1 elsewhere). Self-loops are always excluded.
+    """
+
+    genes: np.ndarray
+    regulators: np.ndarray
+    forbidden: sp.csr_matrix
+    required: sp.csr_matrix
+    sign: sp.csr_matrix
+    penalty: sp.csr_matrix
+    missing: dict = field(default_factory=dict)
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @property
+    def n_regulators(self) -> int:
+        return len(self.regulators)
+
+    def allowed_block(self, columns: np.ndarray | slice | None = None) -> np.ndarray:
+        """Dense boolean k x c block of allowed edges for the given target columns."""
+        cols = np.arange(self.n_genes)[columns if columns is not None else slice(None)]
+        allowed = np.ones((self.n_regulators, len(cols)), dtype=bool)
+        allowed[self.forbidden[:, cols].nonzero()] = False
+        position = {int(c): p for p, c in enumerate(cols)}
+        for row, gene in enumerate(self.regulators):
+            p = position.get(int(gene))
+            if p is not None:
+                allowed[row, p] = False
+        return allowed
+
+    def n_allowed(self) -> int:
+        """Number of allowed edges (self-loops and forbidden edges excluded)."""
+        self_loops = self.n_regulators  # every regulator is also a column
+        return self.n_regulators * self.n_genes - self_loops - self.forbidden.nnz
+
+    def penalty_block(self, columns: np.ndarray | None = None) -> np.ndarray | None:
+        """Dense k x c L1 multipliers (0 on required edges), or None when all are 1."""
+        if self.penalty.nnz == 0 and self.required.nnz == 0:
+            return None
+        cols = np.arange(self.n_genes) if columns is None else np.asarray(columns)
+        position = np.full(self.n_genes, -1, dtype=np.int64)
+        position[cols] = np.arange(len(cols))
+        dense = np.ones((self.n_regulators, len(cols)), dtype=np.float64)
+        for matrix, value in ((self.penalty, None), (self.required, 0.0)):
+            coo = matrix.tocoo()  # stored entries, explicit zero weights included
+            keep = position[coo.col] >= 0
+            dense[coo.row[keep], position[coo.col[keep]]] = coo.data[keep] if value is None else value
+        return dense
+
+    def regulator_names(self) -> np.ndarray:
+        return self.genes[self.regulators]
+
+
+def build_mask(
+    genes: list[str] | np.ndarray,
+    regulators: list[str] | None = None,
+    edge_prior: pd.DataFrame | None = None,
+    *,
+    source: str = "prior",
+) -> EdgeMask:
+    """Turn a regulator list and an edge prior table into an :class:`EdgeMask` over ``genes``.
+
+    Genes the prior names that are not in ``genes`` are reported (count and first names)
+    and skipped. A required edge out of a non-regulator adds that gene as a regulator.
+    Raises InputError when no edge at all is allowed or the required edges contain a cycle.
+    """
+    genes = np.asarray(genes, dtype=str)
+    index = {g: i for i, g in enumerate(genes)}
+    missing: dict[str, list[str]] = {}
+    if regulators is None:
+        reg_idx = np.arange(len(genes))
+    else:
+        unknown = [g for g in regulators if g not in index]
+        _report_unknown("regulator(s)", unknown, source)
+        missing["regulators"] = unknown
+        reg_idx = np.array(sorted({index[g] for g in regulators if g in index}), dtype=np.int64)
+
+    if edge_prior is None:
+        edge_prior = pd.DataFrame({"source": [], "target": [], "type": [], "weight": []})
+    table = edge_prior.astype({"source": str, "target": str, "type": str, "weight": float})
+    known = table["source"].isin(index) & table["target"].isin(index)
+    unknown_genes = sorted((set(table["source"]) | set(table["target"])) - set(index))
+    _report_unknown("gene(s) named by the edge prior", unknown_genes, source)
+    missing["edge_prior_genes"] = unknown_genes
+    table = table[known]
+
+    required_sources = {index[s] for s in table.loc[table["type"] == "required", "source"]}
+    extra = sorted(required_sources - set(reg_idx.tolist()))
+    if extra:
+        log.info("%s: %d required edge source(s) added as regulators", source, len(extra))
+        reg_idx = np.array(sorted(set(reg_idx.tolist()) | set(extra)), dtype=np.int64)
+    row_of = {int(g): r for r, g in enumerate(reg_idx)}
+
+    from_nonreg = ~table["source"].map(lambda s: index[s] in row_of)
+    if from_nonreg.any():
+        log.warning("%s: %d prior edge(s) leave a non-regulator, ignored", source, int(from_nonreg.sum()))
+        table = table[~from_nonreg]
+    rows = table["source"].map(lambda s: row_of[index[s]]).to_numpy(dtype=np.int64)
+    cols = table["target"].map(index).to_numpy(dtype=np.int64)
+    shape = (len(reg_idx), len(genes))
+
+    def matrix(kind: str, values: np.ndarray) -> sp.csr_matrix:
+        sel = (table["type"] == kind).to_numpy() if kind else np.ones(len(table), dtype=bool)
+        m = sp.coo_matrix((values[sel], (rows[sel], cols[sel])), shape=shape).tocsr()
+        m.sum_duplicates()
+        return m
+
+    ones = np.ones(len(table))
+    forbidden = matrix("forbidden", ones)
+    required = matrix("required", ones)
+    sign = matrix("positive", ones) - matrix("negative", ones)
+    weighted = (table["weight"] != 1.0).to_numpy()
+    penalty = sp.coo_matrix(
+        (table["weight"].to_numpy(dtype=float)[weighted], (rows[weighted], cols[weighted])), shape=shape
+    ).tocsr()
+    conflict = forbidden.multiply(required)
+    if conflict.nnz:
+        raise InputError(f"{conflict.nnz} edge(s) are both forbidden and required", source)
+    sign.data = np.sign(sign.data)
+    sign.eliminate_zeros()
+    forbidden.data[:] = 1
+    required.data[:] = 1
+    mask = EdgeMask(genes, reg_idx, forbidden.astype(bool).tocsr(), required.astype(bool).tocsr(),
+                    sign.astype(np.int8).tocsr(), penalty, missing)
+    if len(reg_idx) == 0 or mask.n_allowed() <= 0:
+        raise InputError("the prior allows no edge at all (no regulator in the data, or all edges forbidden)", source)
+    _check_required_acyclic(mask, source)
+    return mask
+
+
+def _check_required_acyclic(mask: EdgeMask, source: str) -> None:
+    """Required edges are kept whatever the data say, so they must not form a cycle."""
+    if mask.required.nnz == 0:
+        return
+    from scipy.sparse.csgraph import connected_components
+
+    d = mask.n_genes
+    coo = mask.required.tocoo()
+    graph = sp.csr_matrix((np.ones(coo.nnz), (mask.regulators[coo.row], coo.col)), shape=(d, d))
+    _, labels = connected_components(graph, directed=True, connection="strong")
+    if np.bincount(labels).max() > 1:
+        raise InputError("the required edges contain a cycle; no DAG can hold them all", source)
+
+
+def load_mask(
+    genes: list[str] | np.ndarray,
+    regulators_path: str | Path | None = None,
+    prior_path: str | Path | None = None,
+) -> EdgeMask:
+    """Read the prior files (either may be None) and build the mask over ``genes``."""
+    regulators = read_regulators(regulators_path) if regulators_path else None
+    table = read_edge_prior(prior_path) if prior_path else None
+    source = " + ".join(str(p) for p in (regulators_path, prior_path) if p) or "prior"
+    return build_mask(genes, regulators, table, source=source)
+
+
+def prior_report(mask: EdgeMask) -> dict:
+    """Counts for a report: regulators found, prior genes missing, constrained edges."""
+    return {
+        "n_genes": mask.n_genes,
+        "n_regulators": mask.n_regulators,
+        "n_allowed_edges": int(mask.n_allowed()),
+        "n_forbidden": int(mask.forbidden.nnz),
+        "n_required": int(mask.required.nnz),
+        "n_sign_constrained": int(mask.sign.nnz),
+        "n_reweighted": int(mask.penalty.nnz),
+        "missing_regulators": list(mask.missing.get("regulators", [])),
+        "missing_edge_prior_genes": list(mask.missing.get("edge_prior_genes", [])),
+    }

@@ -1,0 +1,119 @@
+"""``gene_dag.fit``: expression data (array or AnnData) + prior -> weighted DAG."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import platform
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from gene_dag.errors import ConfigError
+from gene_dag.prior import EdgeMask, build_mask, read_edge_prior, read_regulators
+from gene_dag.solver.core import SolverSettings, resolve_device, solve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    """The learned DAG and its provenance (what ``uns["gene_dag"]`` stores)."""
+
+    adjacency: sp.csr_matrix  # d × d, row = regulator, column = target, float32
+    genes: np.ndarray
+    mask: EdgeMask
+    info: dict
+
+
+def settings_from(**options: Any) -> SolverSettings:
+    """SolverSettings from keyword options; unknown names are a ConfigError."""
+    known = {f.name for f in fields(SolverSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown solver option(s): {', '.join(unknown)}")
+    s = SolverSettings(**options)
+    if s.lambda1 < 0 or s.w_threshold < 0:
+        raise ConfigError("lambda1 and w_threshold must be >= 0")
+    if s.memory_gb <= 0:
+        raise ConfigError("memory_gb must be > 0")
+    if s.acyclicity not in ("auto", "expm", "logdet", "spectral"):
+        raise ConfigError(f"acyclicity must be auto, expm, logdet or spectral, not {s.acyclicity!r}")
+    if s.device not in ("auto", "cpu", "cuda") and not s.device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda, not {s.device!r}")
+    try:
+        resolve_device(s.device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return s
+
+
+def _genes_of(data: Any, genes: list[str] | None) -> np.ndarray:
+    if genes is not None:
+        return np.asarray(genes, dtype=str)
+    var_names = getattr(data, "var_names", None)
+    if var_names is not None:
+        return np.asarray(var_names, dtype=str)
+    d = data.shape[1]
+    return np.asarray([f"G{i}" for i in range(d)], dtype=str)
+
+
+def fit(
+    data: Any,
+    *,
+    regulators: list[str] | str | Path | None = None,
+    prior: pd.DataFrame | str | Path | None = None,
+    genes: list[str] | None = None,
+    layer: str | None = None,
+    checkpoint: str | Path | None = None,
+    return_result: bool = False,
+    **options: Any,
+) -> sp.csr_matrix | FitResult:
+    """Learn a DAG over all genes of ``data`` (cells × genes array, sparse matrix or AnnData).
+
+    ``regulators``: names (or a file, one per line) that edges may leave; ``prior``:
+    an edge table (or TSV path) with source, target, type[, weight]. Other keyword
+    options are :class:`SolverSettings` fields (lambda1, w_threshold, acyclicity,
+    device, memory_gb, seed, max_time, ...). Returns the d × d weighted adjacency
+    (CSR, row = cause), or a :class:`FitResult` when ``return_result``.
+    """
+    from gene_dag.stats import compute_stats
+
+    settings = settings_from(**options)
+    gene_names = _genes_of(data, genes)
+    if isinstance(regulators, (str, Path)):
+        regulators = read_regulators(regulators)
+    if isinstance(prior, (str, Path)):
+        prior = read_edge_prior(prior)
+    mask = build_mask(gene_names, regulators, prior)
+    stats = compute_stats(data, regulators=mask.regulators, layer=layer, memory_gb=settings.memory_gb,
+                          device=str(resolve_device(settings.device)), progress=False)
+    variances = np.where(stats.zero_variance, 0.0, stats.std.astype(np.float64) ** 2)
+    result = solve(np.asarray(stats.cov, dtype=np.float64), variances, mask, settings, checkpoint)
+    adjacency = result.W.astype(np.float32)
+    info = {**result.info, "n_cells": int(stats.n), "n_zero_variance_genes": int(stats.zero_variance.sum())}
+    if not return_result:
+        return adjacency
+    return FitResult(adjacency, gene_names, mask, provenance(settings, info))
+
+
+def provenance(settings: SolverSettings, info: dict) -> dict:
+    """Parameters, versions and run facts, flattened to h5ad-storable values."""
+    versions = {}
+    for pkg in ("gene-dag", "torch", "numpy", "scipy", "anndata", "scanpy"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    versions["python"] = platform.python_version()
+    params = {k: ("none" if v is None else v) for k, v in asdict(settings).items()}
+    rounds = info.get("rounds", [])
+    run = {k: v for k, v in info.items() if k != "rounds"}
+    run["final_h"] = float(max((r["max_h"] for r in rounds), default=0.0)) if rounds else 0.0
+    run["rounds_json"] = json.dumps(rounds)
+    return {"parameters": params, "versions": versions, "run": run}

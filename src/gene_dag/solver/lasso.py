@@ -1,0 +1,111 @@
+"""Batched masked lasso on a shared Gram matrix: every target column solved at once.
+
+For target j:  min_v ½ vᵀ A v − bⱼᵀ v + Σᵢ tᵢⱼ |vᵢ|   (A = regulator correlation matrix).
+
+Columns are independent, so a block of columns is one matrix product per FISTA step,
+which BLAS and GPUs run at full speed. A is a correlation matrix (regulators rescaled to
+unit variance), so one step size 1/λmax(A) suits every column, and columns that have
+converged leave the working set (shrinking), so late iterations cost little.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from gene_dag.solver.proximal import prox_l1_masked
+
+log = logging.getLogger(__name__)
+
+
+def lipschitz(A: torch.Tensor, iters: int = 100, seed: int = 0) -> float:
+    """Largest eigenvalue of the symmetric PSD matrix A by power iteration (with margin)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.rand(A.shape[0], 1, generator=gen, dtype=torch.float64).to(A.device, A.dtype)
+    lam = 0.0
+    for _ in range(iters):
+        y = A @ x
+        new = float(y.norm())
+        x = y / max(new, 1e-30)
+        if abs(new - lam) <= 1e-6 * new:
+            lam = new
+            break
+        lam = new
+    return 1.01 * lam + 1e-12
+
+
+@dataclass
+class LassoResult:
+    V: torch.Tensor
+    iterations: int
+    converged: bool
+    max_residual: float
+
+
+def batched_lasso(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    penalty: torch.Tensor,
+    allowed: torch.Tensor | None = None,
+    sign: torch.Tensor | None = None,
+    V0: torch.Tensor | None = None,
+    *,
+    L: float | None = None,
+    tol: torch.Tensor | float = 1e-4,
+    max_iter: int = 5000,
+    check_every: int = 10,
+    deadline: float | None = None,
+) -> LassoResult:
+    """FISTA with adaptive restart on all columns of B (k × c) at once.
+
+    ``penalty`` (k × c, or broadcastable) is the L1 weight per entry; ``tol`` the
+    per-column tolerance (c,) on the gradient-mapping norm, in the units of B.
+    Returns when every column has converged, at ``max_iter``, or past ``deadline``
+    (a time.monotonic() value).
+    """
+    import time
+
+    k, c = B.shape
+    L = L or lipschitz(A)
+    V = torch.zeros_like(B) if V0 is None else V0.clone()
+    tol_t = torch.as_tensor(tol, dtype=B.dtype, device=B.device).expand(c)
+    work = torch.arange(c, device=B.device)  # columns still iterating
+
+    def sub(x, cols):
+        if x is None or x.dim() == 0 or x.shape[-1] == 1:
+            return x
+        return x[cols] if x.dim() == 1 else x[:, cols]
+
+    Bw, Pw, Mw, Sw, Tw = B, penalty, allowed, sign, tol_t
+    Vw = V
+    Y = Vw.clone()
+    t = 1.0
+    it = 0
+    residual = torch.full((c,), math.inf, dtype=B.dtype, device=B.device)
+    while it < max_iter and work.numel() > 0:
+        it += 1
+        G = A @ Y - Bw
+        Vn = prox_l1_masked(Y - G / L, Pw / L, Mw, Sw)
+        # Gradient-based restart (O'Donoghue & Candès 2015) keeps FISTA monotone-ish.
+        if float(((Y - Vn) * (Vn - Vw)).sum()) > 0:
+            t = 1.0
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+        Y = Vn + ((t - 1.0) / t_next) * (Vn - Vw)
+        step = (Vn - Vw).abs().amax(dim=0) * L
+        Vw, t = Vn, t_next
+        if it % check_every == 0 or it == max_iter:
+            residual[work] = step
+            done = step <= Tw
+            V[:, work] = Vw
+            if bool(done.any()):
+                keep = ~done
+                work = work[keep]
+                Bw, Pw, Mw, Sw, Tw = (sub(x, keep) for x in (Bw, Pw, Mw, Sw, Tw))
+                Vw, Y = Vw[:, keep], Y[:, keep]
+            if deadline is not None and time.monotonic() > deadline:
+                break
+    V[:, work] = Vw
+    return LassoResult(V, it, work.numel() == 0, float(residual.max()) if c else 0.0)

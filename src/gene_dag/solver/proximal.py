@@ -1,0 +1,24 @@
+"""Proximal operator shared by every solver path: L1 shrinkage, edge mask, sign constraints."""
+
+from __future__ import annotations
+
+import torch
+
+
+def prox_l1_masked(
+    Z: torch.Tensor,
+    threshold: torch.Tensor | float,
+    allowed: torch.Tensor | None,
+    sign: torch.Tensor | None,
+) -> torch.Tensor:
+    """argmin_V ½‖V − Z‖² + Σ t|V| over V with V = 0 off the mask and sign(V) as required.
+
+    The sign constraint is a projection onto a half-line, which commutes with
+    soft-thresholding, so applying both in sequence is the exact prox.
+    """
+    V = torch.sign(Z) * torch.clamp(Z.abs() - threshold, min=0.0)
+    if sign is not None:
+        V = torch.where(sign > 0, V.clamp_min(0.0), torch.where(sign < 0, V.clamp_max(0.0), V))
+    if allowed is not None:
+        V = V * allowed
+    return V

@@ -1,0 +1,60 @@
+"""``gene-dag export``: a solved network to network.h5ad, edges.tsv, network.graphml and summary.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write a learned network as .h5ad, edge table, GraphML and summary",
+        description="Check that varp[KEY] of INPUT.h5ad is a DAG over its genes and write it: the AnnData "
+        "(varp/uns, loads with sc.read_h5ad), edges.tsv (source, target, weight; sorted by |weight|), "
+        "GraphML (Cytoscape, networkx) and a JSON summary (counts, degrees, top regulators, convergence).",
+    )
+    p.add_argument("input", type=Path, metavar="INPUT.h5ad", help="solved network (gene-dag solve output)")
+    p.add_argument("--key", default="gene_dag", help="varp/uns key of the network (default gene_dag)")
+    p.add_argument("--h5ad", type=Path, metavar="network.h5ad", help="AnnData to write")
+    p.add_argument("--edges", type=Path, metavar="edges.tsv", help="edge table to write")
+    p.add_argument("--graphml", type=Path, metavar="network.graphml", help="GraphML to write")
+    p.add_argument("--summary", type=Path, metavar="summary.json", help="JSON summary to write")
+    p.add_argument("--prior-report", type=Path, metavar="FILE", help="gene-dag prior report to include")
+    p.add_argument("--dataset", default=None, help="dataset name recorded in the outputs")
+    p.add_argument("--group", default=None, help="group name recorded in the outputs")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import anndata
+
+    from gene_dag.errors import InputError
+    from gene_dag.export import export_network
+
+    if not args.input.is_file():
+        raise InputError("file not found", args.input)
+    report = None
+    if args.prior_report is not None:
+        try:
+            report = json.loads(Path(args.prior_report).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the prior report ({exc})", args.prior_report) from None
+    extra = {k: v for k, v in (("dataset", args.dataset), ("group", args.group)) if v is not None}
+    adata = anndata.read_h5ad(args.input)
+    export_network(
+        adata,
+        key=args.key,
+        h5ad=args.h5ad,
+        edges=args.edges,
+        graphml=args.graphml,
+        summary=args.summary,
+        prior_report=report,
+        extra=extra,
+        source=str(args.input),
+    )
+    return 0

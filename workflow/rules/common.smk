@@ -1,0 +1,328 @@
+"""Configuration checks and the helper functions the rules use (paths, arguments, resources)."""
+
+import copy
+import os
+import shlex
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+# ----------------------------------------------------------------------------- configuration
+
+RULES_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+SCHEMA = RULES_DIR.parent / "schemas" / "config.schema.yaml"
+BUNDLED_PREFIX = "scanpy:"
+BUNDLED = ("pbmc68k_reduced", "krumsiek11")  # as gene_dag.io.BUNDLED_DATASETS (no download)
+INPUT_SUFFIXES = (".h5ad", ".loom", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+# For `--sdm conda`: envs/gene_dag.yaml installs this source tree with pip (`-e ${GENE_DAG_SRC}`).
+os.environ.setdefault("GENE_DAG_SRC", str(RULES_DIR.parents[1]))
+
+
+def _key(path):
+    """A config key path as written in messages: datasets[0].genes.n_top."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "(top level)"
+
+
+def _config_error(key, problem):
+    raise WorkflowError(f"config key {key}: {problem}")
+
+
+def explain_schema_errors(cfg):
+    """Every schema violation as one line naming its key (snakemake's validate stops at the first, verbosely)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path]
+    )
+    if not errors:
+        return
+    lines = []
+    for error in errors:
+        message = error.message
+        if error.validator == "oneOf" and "datasets" in error.absolute_path:
+            message = "a dataset needs exactly one of input (a file or bundled dataset) or simulate"
+        lines.append(f"  config key {_key(error.absolute_path)}: {message}")
+    raise WorkflowError(
+        f"the configuration does not match {SCHEMA.name} ({len(errors)} problem(s)):\n" + "\n".join(lines)
+    )
+
+
+explain_schema_errors(config)
+validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
+CONFIG = copy.deepcopy(config)  # never mutated below
+DATASETS = {d["name"]: d for d in CONFIG["datasets"]}
+
+
+def _check_file(key, path):
+    if not Path(path).is_file():
+        _config_error(key, f"file not found: {path} (relative paths start at {os.getcwd()})")
+
+
+def check_config():
+    """Everything the schema cannot say; runs before any job, each message names the key or file."""
+    seen = set()
+    for i, ds in enumerate(CONFIG["datasets"]):
+        key = f"datasets[{i}]"
+        if ds["name"] in seen:
+            _config_error(f"{key}.name", f"dataset name {ds['name']!r} is used twice")
+        seen.add(ds["name"])
+        source = ds.get("input")
+        if source is not None and source.startswith(BUNDLED_PREFIX):
+            if source[len(BUNDLED_PREFIX) :] not in BUNDLED:
+                _config_error(
+                    f"{key}.input",
+                    f"unknown bundled dataset {source}; available: "
+                    + ", ".join(BUNDLED_PREFIX + name for name in BUNDLED),
+                )
+        elif source is not None:
+            if not source.lower().endswith(INPUT_SUFFIXES):
+                _config_error(f"{key}.input", f"{source}: not one of {', '.join(INPUT_SUFFIXES)}")
+            _check_file(f"{key}.input", source)
+        priors = ds["priors"]
+        for kind in ("regulators", "edges"):
+            if kind in priors:
+                _check_file(f"{key}.priors.{kind}", priors[kind])
+        for group, files in priors.get("groups", {}).items():
+            for kind, path in files.items():
+                _check_file(f"{key}.priors.groups[{group!r}].{kind}", path)
+        if priors.get("groups") and "groupby" not in ds:
+            _config_error(f"{key}.priors.groups", "per-group priors need a groupby column")
+        genes = ds["genes"]
+        if genes["method"] == "list":
+            if "list" not in genes:
+                _config_error(f"{key}.genes.list", "genes.method is list but no gene list file is given")
+            _check_file(f"{key}.genes.list", genes["list"])
+        if genes["method"] == "hvg" and ds["values"] == "scaled" and genes["flavor"] != "variance":
+            _config_error(
+                f"{key}.genes.flavor",
+                f"{genes['flavor']} expects log or count data, but values is scaled; use flavor variance or method list/all",
+            )
+        if genes["flavor"] == "seurat_v3" and genes["method"] == "hvg" and ds["values"] != "counts":
+            _config_error(f"{key}.genes.flavor", "seurat_v3 needs count data (values: counts)")
+
+
+check_config()
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    group="[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+# ----------------------------------------------------------------------------- datasets and groups
+
+
+def dataset(wildcards):
+    return DATASETS[wildcards.dataset]
+
+
+def preprocess_input(wildcards):
+    """The file preprocess reads: the user's file, the simulated file, or nothing (bundled data)."""
+    ds = dataset(wildcards)
+    if "simulate" in ds:
+        return f"results/{ds['name']}/simulated.h5ad"
+    if ds["input"].startswith(BUNDLED_PREFIX):
+        return []
+    return ds["input"]
+
+
+def preprocess_args(wildcards):
+    ds = dataset(wildcards)
+    source = preprocess_input(wildcards) or ds["input"]
+    args = [source, "--values", ds["values"], "--min-group-size", ds["min_group_size"]]
+    args += ["--orientation", ds["orientation"]]
+    args += ["--min-genes", ds["qc"]["min_genes"], "--min-cells", ds["qc"]["min_cells"]]
+    for key, flag in (("layer", "--layer"), ("groupby", "--groupby"), ("target_sum", "--target-sum")):
+        if key in ds:
+            args += [flag, ds[key]]
+    if ds["scale"]:
+        args.append("--scale")
+        if "max_value" in ds:
+            args += ["--max-value", ds["max_value"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def simulate_args(wildcards):
+    sim = dataset(wildcards)["simulate"]
+    args = ["--genes", sim["genes"], "--cells", sim["cells"], "--graph", sim["graph"]]
+    args += ["--edges-per-node", sim["edges_per_node"], "--seed", sim.get("seed", CONFIG["seed"])]
+    if "regulators" in sim:
+        args += ["--regulators", sim["regulators"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def manifest(dataset_name):
+    """The groups table of a dataset (runs, or waits for, its preprocess checkpoint)."""
+    path = checkpoints.preprocess.get(dataset=dataset_name).output.manifest
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return table
+
+
+def kept_groups(dataset_name):
+    """(name, slug, has_truth) of every group that got a network."""
+    table = manifest(dataset_name)
+    table = table[table["status"] == "kept"]
+    return [
+        (row.group, row.slug, row.has_truth.lower() in ("true", "1"))
+        for row in table.itertuples(index=False)
+    ]
+
+
+def group_name(wildcards):
+    for name, slug, _ in kept_groups(wildcards.dataset):
+        if slug == wildcards.group:
+            return name
+    raise WorkflowError(f"dataset {wildcards.dataset}: no group with slug {wildcards.group!r}")
+
+
+def group_prior(wildcards, kind):
+    """Path of the regulator list / edge prior of a group (its own, else the dataset's), or None."""
+    priors = dataset(wildcards)["priors"]
+    per_group = priors.get("groups", {})
+    if per_group:
+        name = group_name(wildcards)
+        for key in (name, wildcards.group):
+            if key in per_group and kind in per_group[key]:
+                return per_group[key][kind]
+    return priors.get(kind)
+
+
+def prior_files(wildcards):
+    """Input mapping of the configured prior files of a group (only those that exist in the config)."""
+    files = {}
+    for kind in ("regulators", "edges"):
+        path = group_prior(wildcards, kind)
+        if path is not None:
+            files[kind] = path
+    return files
+
+
+def select_inputs(wildcards):
+    files = {"h5ad": f"results/{wildcards.dataset}/preprocess/{wildcards.group}.h5ad"}
+    genes = dataset(wildcards)["genes"]
+    if genes["method"] == "list":
+        files["genes"] = genes["list"]
+    if genes["force_prior_genes"] and genes["method"] != "all":
+        files.update(prior_files(wildcards))
+    return files
+
+
+def select_settings(wildcards):
+    """Selection options (a function of the wildcards only, so Snakemake reruns when they change)."""
+    genes = dataset(wildcards)["genes"]
+    args = ["--method", genes["method"], "--n-top-genes", genes["n_top"], "--flavor", genes["flavor"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def file_args(input, flags):
+    """Options naming input files (params derived from input; the files' own changes trigger reruns)."""
+    args = []
+    for kind, flag in flags:
+        if kind in input.keys():
+            args += [flag, input[kind]]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def select_files(wildcards, input):
+    return file_args(input, (("genes", "--genes"), ("regulators", "--regulators"), ("edges", "--prior")))
+
+
+def prior_inputs(wildcards):
+    return {"h5ad": f"results/{wildcards.dataset}/groups/{wildcards.group}/selected.h5ad", **prior_files(wildcards)}
+
+
+def prior_args(wildcards, input):
+    return file_args(input, (("regulators", "--regulators"), ("edges", "--prior")))
+
+
+# ----------------------------------------------------------------------------- solver and resources
+
+
+def solver_settings(dataset_name):
+    """Top-level solver settings with the dataset's overrides applied."""
+    return {**CONFIG["solver"], **DATASETS[dataset_name].get("solver", {})}
+
+
+def resource(rule_name, key):
+    """A function of the wildcards: the rule's resource, with the dataset's override if any."""
+
+    def value(wildcards):
+        own = DATASETS[wildcards.dataset].get("resources", {}).get(rule_name, {}) if "dataset" in wildcards.keys() else {}
+        return own.get(key, CONFIG["resources"][rule_name][key])
+
+    return value
+
+
+def solve_gpu(wildcards):
+    return 1 if solver_settings(wildcards.dataset)["device"] == "cuda" else 0
+
+
+def solve_settings(wildcards):
+    """Solver options (a function of the wildcards only, so Snakemake reruns solve when they change)."""
+    settings = solver_settings(wildcards.dataset)
+    args = [
+        "--lambda1", settings["lambda1"],
+        "--w-threshold", settings["w_threshold"],
+        "--acyclicity", settings["acyclicity"],
+        "--device", settings["device"],
+        "--max-time", settings["max_time"],
+        "--seed", CONFIG["seed"],
+    ]  # fmt: skip
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def solve_memory(wildcards, resources):
+    """The solver's memory budget in GB: solver.memory_gb, else 75% of the job's mem_mb.
+
+    A function of the resources, so changing the budget alone never reruns a finished solve.
+    """
+    settings = solver_settings(wildcards.dataset)
+    return settings.get("memory_gb") or round(0.75 * resources.mem_mb / 1024, 2)
+
+
+def solve_prior(wildcards, input):
+    """The restricted prior files, passed only when the config names a prior of that kind."""
+    configured = prior_files(wildcards)
+    return file_args(input, tuple((k, f) for k, f in (("regulators", "--regulators"), ("edges", "--prior")) if k in configured))
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def group_dir(dataset_name, slug):
+    return f"results/{dataset_name}/groups/{slug}"
+
+
+def network_outputs(dataset_name):
+    """Every final file of a dataset: the exported network of each kept group, and metrics with a truth."""
+    files = []
+    for _, slug, has_truth in kept_groups(dataset_name):
+        base = group_dir(dataset_name, slug)
+        files += [f"{base}/{name}" for name in ("network.h5ad", "edges.tsv", "network.graphml", "summary.json")]
+        if has_truth:
+            files.append(f"{base}/metrics.json")
+    return files
+
+
+def dataset_summary_inputs(wildcards):
+    """Every network file of one dataset (waits for its preprocess checkpoint), summaries and metrics apart."""
+    files = network_outputs(wildcards.dataset)
+    return {
+        "summaries": [f for f in files if Path(f).name == "summary.json"],
+        "metrics": [f for f in files if Path(f).name == "metrics.json"],
+        "networks": [f for f in files if Path(f).suffix != ".json"],
+    }
+
+
+# One summary per dataset, so that the preprocess checkpoints of all datasets run side by side.
+DATASET_SUMMARIES = [f"results/{name}/summary.tsv" for name in DATASETS]
+ALL_OUTPUTS = ["results/summary.tsv", *DATASET_SUMMARIES]

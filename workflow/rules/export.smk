@@ -1,0 +1,28 @@
+rule export:
+    """network.h5ad (varp/uns), edges.tsv, network.graphml and summary.json of one group."""
+    input:
+        h5ad="results/{dataset}/groups/{group}/solved.h5ad",
+        report="results/{dataset}/groups/{group}/prior/prior_report.json",
+    output:
+        h5ad="results/{dataset}/groups/{group}/network.h5ad",
+        edges="results/{dataset}/groups/{group}/edges.tsv",
+        graphml="results/{dataset}/groups/{group}/network.graphml",
+        summary="results/{dataset}/groups/{group}/summary.json",
+    params:
+        names=lambda wildcards: "--dataset {} --group {}".format(
+            shlex.quote(wildcards.dataset), shlex.quote(group_name(wildcards))
+        ),
+    log:
+        "logs/{dataset}/{group}/export.log",
+    benchmark:
+        "results/{dataset}/benchmarks/export/{group}.tsv"
+    threads: resource("export", "threads")
+    resources:
+        mem_mb=resource("export", "mem_mb"),
+        runtime=resource("export", "runtime"),
+    conda:
+        "../../envs/gene_dag.yaml"
+    shell:
+        "gene-dag export {input.h5ad} --h5ad {output.h5ad} --edges {output.edges}"
+        " --graphml {output.graphml} --summary {output.summary} --prior-report {input.report}"
+        " {params.names} > {log} 2>&1"

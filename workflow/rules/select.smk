@@ -1,0 +1,21 @@
+rule select:
+    """Highly variable genes (or a list), every gene the prior names forced in."""
+    input:
+        unpack(select_inputs),
+    output:
+        "results/{dataset}/groups/{group}/selected.h5ad",
+    params:
+        settings=select_settings,
+        files=select_files,
+    log:
+        "logs/{dataset}/{group}/select.log",
+    benchmark:
+        "results/{dataset}/benchmarks/select/{group}.tsv"
+    threads: resource("select", "threads")
+    resources:
+        mem_mb=resource("select", "mem_mb"),
+        runtime=resource("select", "runtime"),
+    conda:
+        "../../envs/gene_dag.yaml"
+    shell:
+        "gene-dag select {input.h5ad} --out {output} {params.settings} {params.files} > {log} 2>&1"

@@ -1,0 +1,16 @@
+rule simulate:
+    """A dataset with a known graph (varp["true_dag"]) for datasets that say `simulate:`."""
+    output:
+        "results/{dataset}/simulated.h5ad",
+    params:
+        args=simulate_args,
+    log:
+        "logs/{dataset}/simulate.log",
+    threads: resource("simulate", "threads")
+    resources:
+        mem_mb=resource("simulate", "mem_mb"),
+        runtime=resource("simulate", "runtime"),
+    conda:
+        "../../envs/gene_dag.yaml"
+    shell:
+        "gene-dag simulate --out {output} {params.args} > {log} 2>&1"

@@ -1,0 +1,28 @@
+rule solve:
+    """The causal network of one group (gene-dag solve); resumes from its checkpoint directory."""
+    input:
+        h5ad="results/{dataset}/groups/{group}/selected.h5ad",
+        regulators="results/{dataset}/groups/{group}/prior/regulators.txt",
+        edges="results/{dataset}/groups/{group}/prior/prior_edges.tsv",
+    output:
+        "results/{dataset}/groups/{group}/solved.h5ad",
+    params:
+        settings=solve_settings,
+        prior=solve_prior,
+        memory_gb=solve_memory,
+        checkpoint_dir="results/{dataset}/groups/{group}/solve_checkpoint",
+    log:
+        "logs/{dataset}/{group}/solve.log",
+    benchmark:
+        "results/{dataset}/benchmarks/solve/{group}.tsv"
+    threads: resource("solve", "threads")
+    resources:
+        mem_mb=resource("solve", "mem_mb"),
+        runtime=resource("solve", "runtime"),
+        gpu=solve_gpu,
+    conda:
+        "../../envs/gene_dag.yaml"
+    shell:
+        "gene-dag solve {input.h5ad} --out {output} {params.settings} {params.prior}"
+        " --memory-gb {params.memory_gb}"
+        " --checkpoint {params.checkpoint_dir} > {log} 2>&1"

@@ -162,6 +162,9 @@ def build_mask(
         reg_idx = np.arange(len(genes))
     else:
         unknown = [g for g in regulators if g not in index]
+        if regulators and len(unknown) == len(regulators):
+            raise InputError(f"none of the {len(regulators)} regulators is a gene of the data "
+                             f"(first: {', '.join(unknown[:5])}); wrong gene identifiers?", source)
         _report_unknown("regulator(s)", unknown, source)
         missing["regulators"] = unknown
         reg_idx = np.array(sorted({index[g] for g in regulators if g in index}), dtype=np.int64)
@@ -170,6 +173,9 @@ def build_mask(
         edge_prior = pd.DataFrame({"source": [], "target": [], "type": [], "weight": []})
     table = edge_prior.astype({"source": str, "target": str, "type": str, "weight": float})
     known = table["source"].isin(index) & table["target"].isin(index)
+    if len(table) and not known.any():
+        raise InputError(f"no edge of the edge prior ({len(table)} rows) joins two genes of the data; "
+                         "wrong gene identifiers?", source)
     unknown_genes = sorted((set(table["source"]) | set(table["target"])) - set(index))
     _report_unknown("gene(s) named by the edge prior", unknown_genes, source)
     missing["edge_prior_genes"] = unknown_genes

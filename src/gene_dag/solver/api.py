@@ -86,11 +86,12 @@ def fit(
 
     settings = settings_from(**options)
     gene_names = _genes_of(data, genes)
+    sources = " + ".join(str(p) for p in (regulators, prior) if isinstance(p, (str, Path))) or "prior"
     if isinstance(regulators, (str, Path)):
         regulators = read_regulators(regulators)
     if isinstance(prior, (str, Path)):
         prior = read_edge_prior(prior)
-    mask = build_mask(gene_names, regulators, prior)
+    mask = build_mask(gene_names, regulators, prior, source=sources)
     stats = compute_stats(data, regulators=mask.regulators, layer=layer, memory_gb=settings.memory_gb,
                           device=str(resolve_device(settings.device)), progress=False)
     variances = np.where(stats.zero_variance, 0.0, stats.std.astype(np.float64) ** 2)

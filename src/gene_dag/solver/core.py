@@ -48,7 +48,7 @@ class SolverSettings:
     memory_gb: float = 2.0
     seed: int = 0
     decompose: bool = True
-    candidate_threshold: float = 0.1
+    candidate_threshold: float = 0.3
     max_rounds: int = 20
     full_core_max: int = 300
     schedule: str = "path"

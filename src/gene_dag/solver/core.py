@@ -53,7 +53,7 @@ class SolverSettings:
     full_core_max: int = 300
     schedule: str = "path"
     inner: str = "lbfgs"
-    refit: bool = False
+    refit: bool = True
     lasso_tol: float = 1e-4
     al_tol: float = 1e-5
     h_tol: float = 1e-8
@@ -264,12 +264,13 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
     pen = np.broadcast_to(prob.penalty(universe), allowed.shape)
     sign = prob.sign(universe)
     required = prob.mask.required[:, universe].toarray().astype(bool)
+    active_set = s.decompose and n_core > s.full_core_max
     if "active" in state:
         active = state["active"].numpy().astype(bool)
         tried = state["tried"].numpy().astype(bool)
         dirty = state["dirty"].numpy().astype(bool)
     else:
-        if s.decompose and n_core > s.full_core_max:
+        if active_set:
             W_lasso = V[:, universe].cpu().numpy() / prob.sigma[:, None]
             active = (np.abs(W_lasso) >= s.candidate_threshold) & allowed
         else:
@@ -302,6 +303,8 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
                 info["core_converged"] = False
                 return True
         converged_all = ok
+        if active_set and s.refit:
+            break  # the order found here fixes the rest: refit below instead of KKT rounds
         # KKT: an edge left out whose gradient beats its L1 weight wants in, unless it
         # would close a cycle with the current DAG (then acyclicity is what keeps it out)
         # or its one-step estimate |G|/σ_i (A_ii = 1) is below half the threshold, so
@@ -325,12 +328,12 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
             break
     info["core_converged"] = converged_all
     info["core_rounds"] = state["round"]
-    if s.refit:
-        _order_refit(prob, V, core_rows, allowed[:, :n_core], deadline, info)
+    if active_set and s.refit:
+        _order_refit(prob, V, core_rows, deadline, info)
     return False
 
 
-def _order_refit(prob: _Problem, V, core_rows, allowed_core, deadline, info) -> None:
+def _order_refit(prob: _Problem, V, core_rows, deadline, info) -> None:
     """Refit the core columns given the causal order the constrained solve found.
 
     The thresholded DAG among core genes fixes a topological order (ties broken by

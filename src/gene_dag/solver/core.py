@@ -7,9 +7,13 @@ the same, only better conditioned. The stages (DESIGN.md §3-5):
 
 1. ``lasso``: every target column as an independent masked lasso, batched on A.
    Columns outside the cycle core of the allowed-edge graph are final here.
-2. ``core``: an active set of candidate edges into cycle-core columns; its strongly
-   connected components are the constrained problems, solved batched; edges left out
-   that violate the optimality (KKT) conditions join the active set; repeat.
+2. ``core``: the constrained problem on the cycle-core columns. A core of at most
+   ``full_core_max`` genes is solved whole. A larger one gets an active set of
+   candidate edges (lasso |w| >= candidate_threshold); its strongly connected
+   components are the constrained problems, solved batched; then either the causal
+   order they imply fixes the rest as one more batched lasso (``refit``, default:
+   measured 2.5 s vs 10 s at k = 200 for the same accuracy), or edges left out that
+   violate the optimality (KKT) conditions join the active set and the rounds repeat.
 3. threshold |w|, break any cycle left, return a DAG (postprocess).
 """
 
@@ -54,6 +58,8 @@ class SolverSettings:
     schedule: str = "path"
     inner: str = "lbfgs"
     refit: bool = True
+    support_refit: bool = True
+    support_refit_threshold: float = 0.05
     lasso_tol: float = 1e-4
     al_tol: float = 1e-5
     h_tol: float = 1e-8
@@ -330,7 +336,33 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
     info["core_rounds"] = state["round"]
     if active_set and s.refit:
         _order_refit(prob, V, core_rows, deadline, info)
+    elif s.support_refit:
+        _support_refit(prob, V, universe, allowed, deadline, info)
     return False
+
+
+def _support_refit(prob: _Problem, V, universe, allowed, deadline, info) -> None:
+    """Re-estimate the core weights on the support the constrained solve found.
+
+    The central path stops with weights still shrunk by the h/μ term; on a fixed
+    acyclic support the problem is the convex lasso again, so re-solving it removes
+    that shrinkage (edges whose weight sits just above the threshold survive).
+    """
+    Wc = V[:, universe].cpu().numpy() / prob.sigma[:, None]
+    support = allowed & (np.abs(Wc) >= prob.s.support_refit_threshold)
+    dev, f32 = prob.device, torch.float32
+    sup = torch.as_tensor(support, dtype=f32, device=dev)
+    with threads_for(2.0 * prob.k * prob.k * universe.size, dev):
+        res = batched_lasso(
+            prob.A, prob.B[:, universe],
+            torch.as_tensor(np.broadcast_to(prob.penalty(universe), support.shape).copy(), dtype=f32, device=dev),
+            sup, None if (sg := prob.sign(universe)) is None else torch.as_tensor(sg, dtype=f32, device=dev),
+            V0=V[:, universe] * sup,
+            tol=torch.as_tensor(prob.s.lasso_tol * prob.target_scale[universe], dtype=f32, device=dev),
+            deadline=deadline,
+        )
+    V[:, universe] = res.V
+    info.update(refit_iterations=res.iterations, refit_converged=res.converged)
 
 
 def _order_refit(prob: _Problem, V, core_rows, deadline, info) -> None:

@@ -173,8 +173,8 @@ def build_mask(
         edge_prior = pd.DataFrame({"source": [], "target": [], "type": [], "weight": []})
     table = edge_prior.astype({"source": str, "target": str, "type": str, "weight": float})
     known = table["source"].isin(index) & table["target"].isin(index)
-    if len(table) and not known.any():
-        raise InputError(f"no edge of the edge prior ({len(table)} rows) joins two genes of the data; "
+    if len(table) and not (table["source"].isin(index) | table["target"].isin(index)).any():
+        raise InputError(f"no gene named by the edge prior ({len(table)} rows) is a gene of the data; "
                          "wrong gene identifiers?", source)
     unknown_genes = sorted((set(table["source"]) | set(table["target"])) - set(index))
     _report_unknown("gene(s) named by the edge prior", unknown_genes, source)

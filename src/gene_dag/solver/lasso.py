@@ -105,6 +105,10 @@ def batched_lasso(
                 work = work[keep]
                 Bw, Pw, Mw, Sw, Tw = (sub(x, keep) for x in (Bw, Pw, Mw, Sw, Tw))
                 Vw, Y = Vw[:, keep], Y[:, keep]
+            if it % 100 == 0:
+                moving = float(residual[work].max()) if work.numel() else 0.0
+                log.info("lasso iteration %d: %d of %d columns still moving (largest step %.3g)",
+                         it, work.numel(), c, moving)
             if deadline is not None and time.monotonic() > deadline:
                 break
     V[:, work] = Vw

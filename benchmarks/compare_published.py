@@ -311,8 +311,6 @@ def warm_up_gene_dag(fit, kwargs) -> None:
 
 
 def run_gene_dag(fit, X, kwargs):
-    import numpy as np
-
     t0, c0 = time.perf_counter(), time.process_time()
     W = fit(X, **kwargs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0

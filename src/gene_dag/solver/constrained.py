@@ -225,7 +225,6 @@ def _gram_scale(A: torch.Tensor) -> torch.Tensor:
 def _inner(obj, V, alpha, rho, L, tol, active, s: ALSettings):
     """Accelerated proximal gradient with per-component backtracking, to a tolerance."""
     b = obj.b
-    Vprev = V
     Y = V
     t = torch.ones_like(L)
     phiV, _, _ = obj.value_grad(V, alpha, rho, need_grad=False)
@@ -258,7 +257,7 @@ def _inner(obj, V, alpha, rho, L, tol, active, s: ALSettings):
         mom = ((t - 1.0) / t_next)[:, None, None]
         Y = torch.where(up[:, None, None], Vn, Vn + mom * (Vn - V))
         change = ((Vn - V).abs() * L[:, None, None] / tol).amax(dim=(1, 2))
-        Vprev, V, t = V, Vn, t_next
+        V, t = Vn, t_next
         phiV = torch.where(running, phin, phiV)
         running = running & (change > 1.0)
         L = torch.where(running, L * 0.9, L)  # let the step grow back

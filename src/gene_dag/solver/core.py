@@ -287,7 +287,8 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
         V[:, universe] = V[:, universe] * torch.as_tensor(active, dtype=V.dtype, device=V.device)
     info.setdefault("rounds", [])
     converged_all = True
-    while state["round"] < s.max_rounds:
+    rounds = 1 if active_set and s.refit else s.max_rounds
+    while state["round"] < rounds:
         rnd = state["round"]
         if s.decompose:
             comps = _components(active, core_rows, dirty)
@@ -310,6 +311,7 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
                 return True
         converged_all = ok
         if active_set and s.refit:
+            state.update(round=rnd + 1, bucket=0)
             break  # the order found here fixes the rest: refit below instead of KKT rounds
         # KKT: an edge left out whose gradient beats its L1 weight wants in, unless it
         # would close a cycle with the current DAG (then acyclicity is what keeps it out)

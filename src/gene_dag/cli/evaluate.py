@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
         value = metrics[name]
         print(f"{name:<{width}}  {value:>10.4f}" if isinstance(value, float) else f"{name:<{width}}  {value:>10d}")
     if args.out is not None:
-        from gene_dag.cli.simulate import _atomic_write
+        from gene_dag.io import write_text
 
-        with _atomic_write(args.out) as tmp:
-            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text(json.dumps(metrics, indent=2) + "\n", args.out)
     return 0
 
 

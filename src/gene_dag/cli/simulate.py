@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -84,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         noise_type=args.noise_type,
         seed=args.seed,
     )
-    _write_h5ad(adata, args.out)
+    from gene_dag.io import write_h5ad
+
+    write_h5ad(adata, args.out)
     log.info(
         "%s: %d cells x %d genes, %d true edges (%s graph) in %.1f s",
         args.out,
@@ -95,24 +93,3 @@ def run(args: argparse.Namespace) -> int:
         time.perf_counter() - start,
     )
     return 0
-
-
-# Private fallback until gene_dag.io (atomic_write, write_h5ad) exists; replace these
-# two with the gene_dag.io versions (cli/evaluate.py imports _atomic_write from here).
-@contextlib.contextmanager
-def _atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place on success, delete it on error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_h5ad(adata, path: str | Path) -> None:
-    with _atomic_write(path) as tmp:
-        adata.write_h5ad(tmp)

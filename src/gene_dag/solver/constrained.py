@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gene_dag.solver.acyclicity import acyclicity_fn
+from gene_dag.solver.owlqn import minimize_owlqn
 from gene_dag.solver.proximal import prox_l1_masked
 from gene_dag.solver.threads import threads_for
 
@@ -150,6 +151,8 @@ def _solve_components(batch: ComponentBatch, settings: ALSettings) -> ALResult:
         outer += 1
         if settings.inner == "lbfgs":
             V, its, timed_out = _inner_lbfgsb(obj, V, alpha, rho, ~done, settings)
+        elif settings.inner == "owlqn":
+            V, its, timed_out = _inner_owlqn(obj, V, alpha, rho, ~done, settings)
         else:
             V, L, its, timed_out = _inner(obj, V, alpha, rho, L, tol, ~done, settings)
         inner_total += its
@@ -203,7 +206,14 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: ALSettings) -> ALResult:
     for stage, (mu, sv) in enumerate(zip(s.mu_path, s_values)):
         obj.logdet_s = sv if s.acyclicity == "logdet" else 1.0
         V, _ = _into_domain(obj, V)
-        V, its, _ = _inner_lbfgsb(obj, V, zero + 1.0 / mu, zero, running, s)
+        if s.inner == "owlqn":
+            V, its, _ = _inner_owlqn(obj, V, zero + 1.0 / mu, zero, running, s)
+        elif s.inner == "lbfgs":
+            V, its, _ = _inner_lbfgsb(obj, V, zero + 1.0 / mu, zero, running, s)
+        else:
+            L = torch.ones(nb, dtype=dt, device=dev) * _gram_scale(obj.b.A)
+            tol = s.tol * obj.b.target_scale.unsqueeze(1)
+            V, _, its, _ = _inner(obj, V, zero + 1.0 / mu, zero, L, tol, running, s)
         inner_total += its
         h, _ = obj.h(V, need_grad=False)
         history.append({"stage": stage, "mu": mu, "max_h": float(h.max()), "evals": its})
@@ -267,6 +277,20 @@ def _inner(obj, V, alpha, rho, L, tol, active, s: ALSettings):
             timed_out = True
             break
     return V, L, it, timed_out
+
+
+def _inner_owlqn(obj, V, alpha, rho, active, s: ALSettings):
+    """OWL-QN (owlqn.py) on the active entries of the running components, in torch."""
+    b = obj.b
+    mask = (b.allowed > 0) & active[:, None, None]
+
+    def smooth(W):
+        phi, _, g = obj.value_grad(W, alpha, rho)
+        return torch.where(active, phi, torch.zeros_like(phi)).sum(), g
+
+    res = minimize_owlqn(smooth, V, b.penalty, mask, b.sign, max_iter=s.max_inner, ftol=s.ftol, gtol=s.gtol)
+    log.debug("OWL-QN: %s after %d evaluations", res.message, res.evaluations)
+    return torch.where(mask, res.V, V), res.evaluations, False
 
 
 def _inner_lbfgsb(obj, V, alpha, rho, active, s: ALSettings):

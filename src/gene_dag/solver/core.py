@@ -56,9 +56,12 @@ class SolverSettings:
     max_rounds: int = 20
     full_core_max: int = 300
     schedule: str = "path"
-    inner: str = "lbfgs"
+    inner: str = "owlqn"
     refit: bool = True
     support_refit: bool = True
+    inner_max_iter: int = 300
+    inner_ftol: float = 2.2e-9
+    refine: bool = True
     support_refit_threshold: float = 0.05
     lasso_tol: float = 1e-4
     al_tol: float = 1e-5
@@ -529,6 +532,7 @@ def _solve_bucket(prob, V, bucket, universe, active, pen, sign, algo, deadline):
         V=V[rt[:, :, None], gt[:, None, :]].to(f64) * t(act),
     )
     res = solve_components(batch, ALSettings(acyclicity=algo, schedule=s.schedule, inner=s.inner,
+                                             max_inner=s.inner_max_iter, ftol=s.inner_ftol,
                                              h_tol=s.h_tol, tol=s.al_tol, deadline=deadline))
     Vout = res.V.to(V.dtype)
     for b, (rows, cols, _) in enumerate(bucket):

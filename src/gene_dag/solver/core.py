@@ -36,6 +36,7 @@ from gene_dag.solver.checkpoint import Checkpointer
 from gene_dag.solver.constrained import ALSettings, ComponentBatch, solve_components
 from gene_dag.solver.lasso import batched_lasso, lipschitz
 from gene_dag.solver.postprocess import strong_components, threshold_to_dag
+from gene_dag.solver.refine import refine_reversals
 from gene_dag.solver.threads import threads_for
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class SolverSettings:
     inner: str = "owlqn"
     refit: bool = True
     support_refit: bool = True
-    inner_max_iter: int = 300
+    inner_max_iter: int = 200
     inner_ftol: float = 2.2e-9
     refine: bool = True
     support_refit_threshold: float = 0.05
@@ -190,7 +191,10 @@ def solve(
     timed_out = False
     if state["stage"] == "lasso":
         if s.decompose or core_rows.size == 0:
-            timed_out = _lasso_stage(prob, V, state, ckpt, deadline, info)
+            # a core solved whole starts its central path at 0: its lasso would be wasted
+            whole = s.decompose and 0 < core_rows.size <= s.full_core_max
+            skip = prob.R[core_rows] if whole else np.zeros(0, dtype=np.int64)
+            timed_out = _lasso_stage(prob, V, np.setdiff1d(np.arange(prob.d), skip), state, ckpt, deadline, info)
         state.update(stage="core", round=0, bucket=0, V=V.cpu())
         ckpt.save(state, force=True)
     if not timed_out and core_rows.size:
@@ -222,14 +226,17 @@ def _cycle_core(prob: _Problem) -> np.ndarray:
     return np.flatnonzero(sizes[labels] > 1)
 
 
-def _lasso_stage(prob: _Problem, V, state, ckpt, deadline, info) -> bool:
-    """Batched lasso over all columns, block by block; returns True when time ran out."""
+def _lasso_stage(prob: _Problem, V, columns: np.ndarray, state, ckpt, deadline, info) -> bool:
+    """Batched lasso over ``columns``, block by block; returns True when time ran out."""
     s = prob.s
+    iters, converged = 0, True
+    if columns.size == 0:
+        info.update(lasso_iterations=0, lasso_converged=True)
+        return False
     L = lipschitz(prob.A, seed=s.seed)
     bs = prob.column_block_size()
-    blocks = [np.arange(a, min(a + bs, prob.d)) for a in range(0, prob.d, bs)]
-    iters, converged = 0, True
-    log.info("lasso: %d columns in %d block(s) of %d, k = %d, L = %.3g", prob.d, len(blocks), bs, prob.k, L)
+    blocks = [columns[a:a + bs] for a in range(0, columns.size, bs)]
+    log.info("lasso: %d columns in %d block(s) of %d, k = %d, L = %.3g", columns.size, len(blocks), bs, prob.k, L)
     for b in _progress(range(state["block"], len(blocks)), len(blocks) - state["block"], "lasso"):
         cols = blocks[b]
         dev, f32 = prob.device, torch.float32
@@ -343,7 +350,36 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
         _order_refit(prob, V, core_rows, deadline, info)
     elif s.support_refit:
         _support_refit(prob, V, universe, allowed, deadline, info)
+    if not active_set and s.decompose and s.refine:
+        _refine(prob, V, core_rows, universe[:n_core], allowed[:, :n_core], pen[:, :n_core],
+                None if sign is None else sign[:, :n_core], required[:, :n_core], info)
     return False
+
+
+def _refine(prob: _Problem, V, core_rows, core_cols, allowed, pen, sign, required, info) -> None:
+    """Greedy edge reversals on the whole-core solution (refine.py), in place.
+
+    Only the rows that can matter travel to the CPU: the core genes and every regulator
+    with an edge above the threshold into the core.
+    """
+    thr = prob.s.w_threshold
+    Vc = V[:, torch.as_tensor(core_cols, device=V.device)].cpu().numpy().astype(np.float64)
+    # start from a DAG: cut what the final thresholding would cut anyway
+    square = Vc[core_rows] / prob.sigma[core_rows][:, None]
+    strong = np.abs(square) >= thr
+    dag, _ = threshold_to_dag(sp.csr_matrix(np.where(strong, square, 0.0)), thr)
+    Vc[core_rows] = np.where(strong & (dag.toarray() == 0), 0.0, Vc[core_rows])
+    rows = np.union1d(core_rows, np.flatnonzero((np.abs(Vc) / prob.sigma[:, None] >= thr).any(axis=1)))
+    local = np.searchsorted(rows, core_rows)
+    rt = torch.as_tensor(rows, device=V.device)
+    A = prob.A[rt[:, None], rt[None, :]].double().cpu().numpy()
+    B = prob.B[rt[:, None], torch.as_tensor(core_cols, device=V.device)[None, :]].double().cpu().numpy()
+    Vn, summary = refine_reversals(A, B, Vc[rows], pen[rows], allowed[rows], required[rows],
+                                   None if sign is None else sign[rows], prob.sigma[rows], local, thr)
+    Vc[rows] = Vn
+    V[:, torch.as_tensor(core_cols, device=V.device)] = torch.as_tensor(Vc, dtype=V.dtype, device=V.device)
+    info.update(summary)
+    log.info("refine: %d edge reversal(s) in %d sweep(s)", summary["refine_reversals"], summary["refine_sweeps"])
 
 
 def _support_refit(prob: _Problem, V, universe, allowed, deadline, info) -> None:

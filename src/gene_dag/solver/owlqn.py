@@ -15,8 +15,8 @@ fails the Armijo test and is backtracked like any other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch

@@ -59,7 +59,7 @@ def test_priors_block_the_reversal(block):
         required[2, 1] = True  # the wrong edge is required: it must stay
     else:
         allowed[1, 2] = False  # the true direction is forbidden: it must not appear
-    out, summary = _run(wrong, allowed, required)
+    out, _ = _run(wrong, allowed, required)
     sup = _support(out, sigma)
     assert sup[2, 1] and not sup[1, 2]
     assert _acyclic(sup)

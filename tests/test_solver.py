@@ -10,7 +10,7 @@ solved for one test is reused by the next.
 
 Known limits: the spectral acyclicity function misses a DAG that logdet and expm find
 (a strict xfail, so a fix shows up as XPASS); the active-set path (forced here with
-full_core_max=0; the default for cores above 300 genes) is checked on sparse cores,
+full_core_max=0; the default for cores above 1,024 genes) is checked on sparse cores,
 where it recovers the graph, not on dense small graphs, where it ends in worse optima.
 """
 
@@ -156,7 +156,7 @@ def test_unknown_or_bad_options_are_config_errors():
         ("tf30", True, {}),  # core = the 6 regulators; targets solved by the lasso stage
         ("sf20", False, {}),
         # full_core_max=0 forces the active-set path (lasso candidates, KKT rounds) that the
-        # default uses only for cycle cores above 300 genes. candidate_threshold is pinned:
+        # default uses only for cycle cores above 1,024 genes. candidate_threshold is pinned:
         # the agreement depends on it (see the xfail cases and the module docstring).
         ("er10", False, {"full_core_max": 0, "candidate_threshold": 0.1}),
         ("er10", False, {"full_core_max": 0, "candidate_threshold": 0.3}),
@@ -185,7 +185,7 @@ def test_decomposed_equals_undecomposed(name, with_regulators, settings):
     [("tf20", 0.1, 2), ("tf20", 0.3, 2), ("sf20", 0.1, 4)],
 )
 def test_active_set_path_recovers_sparse_cores(name, threshold, max_shd):
-    # full_core_max=0 forces the path the default takes for cycle cores above 300 genes
+    # full_core_max=0 forces the path the default takes for cycle cores above 1,024 genes
     # (lasso candidates, small components, order refit). Measured SHD 1, 1, 2. On dense
     # small graphs it ends in worse local optima than the whole-core solve (er20: SHD 17
     # at threshold 0.1, 34 at 0.3, whole core 0), which is why small cores are solved whole.

@@ -1,4 +1,4 @@
-"""The constrained problem on cycle-core components, batched: augmented Lagrangian + FISTA.
+"""The constrained problem on cycle-core components, batched: central path or augmented Lagrangian.
 
 A batch holds ``nb`` independent components padded to one shape. Component b has
 parent rows (P), target columns (C) and, in the top-left Q × Q corner, the square block
@@ -7,9 +7,11 @@ of edges that can close cycles; only that block enters h. Per component:
     min_V  ½⟨V, A V⟩ − ⟨B, V⟩ + Σ t|V| + α h(U) + ½ ρ h(U)²,   U = V[:Q, :Q] / σ_cols
 
 with NOTEARS' schedule (ρ ×10 until h falls below a quarter of its previous value,
-α += ρ h) run separately for every component of the batch, and an accelerated
-proximal-gradient inner solver with per-component backtracking. The L1 term, the edge
-mask and the sign constraints live in the prox, so they hold exactly at every iterate.
+α += ρ h) run separately for every component of the batch, or DAGMA's central path
+(α = 1/μ, ρ = 0, μ = 1 … 1e-4; the default). Inner solvers: OWL-QN in torch (default,
+owlqn.py), scipy's L-BFGS-B on the split V⁺ − V⁻, or accelerated proximal gradient
+with per-component backtracking. In all three the L1 term, the edge mask and the sign
+constraints hold exactly at every iterate.
 """
 
 from __future__ import annotations

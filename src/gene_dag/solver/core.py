@@ -64,6 +64,7 @@ class SolverSettings:
     support_refit: bool = True
     inner_max_iter: int = 200
     inner_ftol: float = 2.2e-9
+    path_s_final: float = 0.6
     refine: bool = True
     support_refit_threshold: float = 0.05
     lasso_tol: float = 1e-4
@@ -571,6 +572,7 @@ def _solve_bucket(prob, V, bucket, universe, active, pen, sign, algo, deadline):
     )
     res = solve_components(batch, ALSettings(acyclicity=algo, schedule=s.schedule, inner=s.inner,
                                              max_inner=s.inner_max_iter, ftol=s.inner_ftol,
+                                             s_path=tuple(np.linspace(1.0, s.path_s_final, 5).tolist()),
                                              h_tol=s.h_tol, tol=s.al_tol, deadline=deadline))
     Vout = res.V.to(V.dtype)
     for b, (rows, cols, _) in enumerate(bucket):

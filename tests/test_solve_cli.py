@@ -297,3 +297,29 @@ def test_checkpoint_of_another_problem_is_ignored(tmp_path, caplog):
     assert fresh == 0
     assert edges(res.varp["gene_dag"]) == edges(anndata.read_h5ad(tmp_path / "fresh.h5ad").varp["gene_dag"])
     assert count_accuracy(ad_b.varp["true_dag"], res.varp["gene_dag"])["shd"] <= 2
+
+
+def test_run_stopped_mid_path_resumes_at_its_last_stage(tmp_path, caplog):
+    # max_time=0 stops the central path right after its first stage (the deadline is
+    # checked between stages); the checkpoint must hold that stage, and the resumed run
+    # must continue from it and end with the uninterrupted run's graph
+    import logging
+
+    import torch
+
+    from gene_dag.solver.api import fit
+
+    adata = write_data(tmp_path / "in.h5ad", d=30, n=1000, graph_type="er", seed=3)
+    ref = fit(adata, device="cpu")
+    ckpt = tmp_path / "ckpt"
+    stopped = fit(adata, checkpoint=ckpt, checkpoint_interval=0, device="cpu", max_time=0.0, return_result=True)
+    assert bool(stopped.info["run"]["converged"]) is False
+    state = torch.load(ckpt / CHECKPOINT, map_location="cpu", weights_only=True)
+    assert state["stage"] == "core" and int(state["path_stage"]) == 1 and state.get("bucket", 0) == 0
+    with caplog.at_level(logging.INFO, logger="gene_dag"):
+        resumed = fit(adata, checkpoint=ckpt, device="cpu", return_result=True)
+    assert any("resuming the central path" in r.getMessage() for r in caplog.records)
+    assert bool(resumed.info["run"]["resumed"]) is True
+    assert edges(resumed.adjacency) == edges(ref)
+    np.testing.assert_allclose(resumed.adjacency.toarray(), ref.toarray(), atol=1e-5)
+    assert count_accuracy(adata.varp["true_dag"], ref)["shd"] <= 3

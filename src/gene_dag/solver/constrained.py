@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -65,6 +66,8 @@ class ALSettings:
     ftol: float = 2.2e-9
     gtol: float = 1e-5
     deadline: float | None = None
+    start_stage: int = 0  # central path: resume here, from the batch's V
+    on_stage: Callable[[int, torch.Tensor], None] | None = None  # called with (stages done, V)
 
 
 @dataclass
@@ -141,7 +144,8 @@ def _solve_components(batch: ComponentBatch, settings: ALSettings) -> ALResult:
     h_prev = torch.full((nb,), math.inf, dtype=dt, device=dev)
     V = batch.V * batch.allowed
     if settings.schedule == "path":
-        return _central_path(obj, torch.zeros_like(V), settings)  # DAGMA starts at W = 0
+        start = V if settings.start_stage > 0 else torch.zeros_like(V)  # DAGMA starts at W = 0
+        return _central_path(obj, start, settings)
     V, h_now = _into_domain(obj, V)
     done = torch.zeros(nb, dtype=torch.bool, device=dev)  # always solve at least once
     L = torch.ones(nb, dtype=dt, device=dev) * _gram_scale(batch.A)
@@ -206,6 +210,8 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: ALSettings) -> ALResult:
     timed_out = False
     s_values = list(s.s_path) + [s.s_path[-1]] * max(0, len(s.mu_path) - len(s.s_path))
     for stage, (mu, sv) in enumerate(zip(s.mu_path, s_values)):
+        if stage < s.start_stage:
+            continue
         obj.logdet_s = sv if s.acyclicity == "logdet" else 1.0
         V, _ = _into_domain(obj, V)
         if s.inner == "owlqn":
@@ -219,7 +225,10 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: ALSettings) -> ALResult:
         inner_total += its
         h, _ = obj.h(V, need_grad=False)
         history.append({"stage": stage, "mu": mu, "max_h": float(h.max()), "evals": its})
-        log.debug("path stage %d (mu %.0e): %d evaluations, max h %.3g", stage, mu, its, float(h.max()))
+        log.info("central path stage %d/%d (mu %.0e, s %.2g): %d evaluations, max h %.3g, %d nonzero weights",
+                 stage + 1, len(s.mu_path), mu, sv, its, float(h.max()), int((V != 0).sum()))
+        if s.on_stage is not None:
+            s.on_stage(stage + 1, V)
         if s.deadline is not None and time.monotonic() > s.deadline:
             timed_out = True
             break

@@ -315,13 +315,17 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
                  rnd, len(comps), max_q, int(active.sum()), algo)
         h_max, ok = 0.0, True
         for bi in _progress(range(state.get("bucket", 0), len(buckets)), len(buckets), f"round {rnd}"):
-            h, conv, timed_out = _solve_bucket(prob, V, buckets[bi], universe, active, pen, sign, algo, deadline)
+            h, conv, timed_out = _solve_bucket(prob, V, buckets[bi], universe, active, pen, sign, algo, deadline,
+                                               state, ckpt, bi)
             h_max, ok = max(h_max, h), ok and conv
-            state.update(bucket=bi + 1, V=V.cpu())
-            ckpt.save(state)
-            if timed_out:
+            if timed_out:  # the bucket is not done: a resumed run continues its path
+                ckpt.save(state, force=True)
                 info["core_converged"] = False
                 return True
+            for key in ("path_bucket", "path_stage", "path_V"):
+                state.pop(key, None)
+            state.update(bucket=bi + 1, V=V.cpu())
+            ckpt.save(state)
         converged_all = ok
         if active_set and s.refit:
             state.update(round=rnd + 1, bucket=0)
@@ -531,8 +535,12 @@ def _buckets(comps, prob: _Problem) -> list[list]:
     return out
 
 
-def _solve_bucket(prob, V, bucket, universe, active, pen, sign, algo, deadline):
-    """Gather a bucket into padded tensors, solve, scatter the result back into V."""
+def _solve_bucket(prob, V, bucket, universe, active, pen, sign, algo, deadline, state, ckpt, bucket_index):
+    """Gather a bucket into padded tensors, solve, scatter the result back into V.
+
+    The central path checkpoints after every stage (rate-limited), so a large core
+    killed mid-path resumes at its last finished stage instead of from the start.
+    """
     s = prob.s
     dev, f64 = prob.device, torch.float64
     nb = len(bucket)
@@ -570,10 +578,20 @@ def _solve_bucket(prob, V, bucket, universe, active, pen, sign, algo, deadline):
         target_scale=t(np.where(cvalid, prob.target_scale[gene_cols], 1.0)),
         V=V[rt[:, :, None], gt[:, None, :]].to(f64) * t(act),
     )
+    start = 0
+    if state.get("path_bucket") == bucket_index and tuple(state["path_V"].shape) == tuple(batch.V.shape):
+        batch.V, start = state["path_V"].to(dev, f64), int(state["path_stage"])
+        log.info("resuming the central path of bucket %d after stage %d", bucket_index, start)
+
+    def on_stage(stage: int, Vb: torch.Tensor) -> None:
+        state.update(path_bucket=bucket_index, path_stage=stage, path_V=Vb.cpu())
+        ckpt.save(state)
+
     res = solve_components(batch, ALSettings(acyclicity=algo, schedule=s.schedule, inner=s.inner,
                                              max_inner=s.inner_max_iter, ftol=s.inner_ftol,
                                              s_path=tuple(np.linspace(1.0, s.path_s_final, 5).tolist()),
-                                             h_tol=s.h_tol, tol=s.al_tol, deadline=deadline))
+                                             h_tol=s.h_tol, tol=s.al_tol, deadline=deadline,
+                                             start_stage=start, on_stage=on_stage))
     Vout = res.V.to(V.dtype)
     for b, (rows, cols, _) in enumerate(bucket):
         g = torch.as_tensor(universe[cols], device=dev)

@@ -143,6 +143,12 @@ def test_unknown_or_bad_options_are_config_errors():
         fit(X, acyclicity="trace")
     with pytest.raises(ConfigError, match="lambda1"):
         fit(X, lambda1=-1.0)
+    with pytest.raises(ConfigError, match="inner must be"):
+        fit(X, inner="adam")
+    with pytest.raises(ConfigError, match="schedule must be"):
+        fit(X, schedule="annealing")
+    with pytest.raises(ConfigError, match="path_s_final"):
+        fit(X, path_s_final=1.5)
 
 
 # -------------------------------------------------------------------------- equivalence

@@ -44,6 +44,12 @@ def settings_from(**options: Any) -> SolverSettings:
         raise ConfigError("memory_gb must be > 0")
     if s.acyclicity not in ("auto", "expm", "logdet", "spectral"):
         raise ConfigError(f"acyclicity must be auto, expm, logdet or spectral, not {s.acyclicity!r}")
+    if s.schedule not in ("path", "al"):
+        raise ConfigError(f"schedule must be path or al, not {s.schedule!r}")
+    if s.inner not in ("owlqn", "lbfgs", "prox"):
+        raise ConfigError(f"inner must be owlqn, lbfgs or prox, not {s.inner!r}")
+    if not 0 < s.path_s_final <= 1 or s.inner_max_iter < 1:
+        raise ConfigError("path_s_final must be in (0, 1] and inner_max_iter >= 1")
     if s.device not in ("auto", "cpu", "cuda") and not s.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, not {s.device!r}")
     try:

@@ -5,9 +5,10 @@
 φ is the smooth part (least squares + acyclicity term); the L1 term is handled by the
 pseudo-gradient and an orthant projection, so V stays exactly sparse and the mask and
 sign constraints hold at every iterate. Unlike scipy's L-BFGS-B on the split V⁺ − V⁻,
-the variables are not doubled and nothing leaves torch: at d = 100 scipy's setulb
-alone took longer than our value-and-gradient (0.6 ms vs 0.9 ms per evaluation,
-cProfile), which is the cost this module removes.
+the variables are not doubled and nothing leaves torch: in a cProfile of one d = 100
+solve, scipy's setulb took 1.865 s in 3,023 calls over 1,518 evaluations (1.2 ms per
+evaluation), more than the value and gradient themselves (1.348 s, 0.9 ms); that is the
+cost this module removes.
 
 A step that leaves the domain of φ (φ = +inf, e.g. log-det outside the M-matrices)
 fails the Armijo test and is backtracked like any other.

@@ -9,8 +9,8 @@ the same, only better conditioned. The stages (DESIGN.md §3-5):
    Columns outside the cycle core of the allowed-edge graph are final here.
 2. ``core``: the constrained problem on the cycle-core columns. A core of at most
    ``full_core_max`` genes is solved whole (central path, OWL-QN), refit on its
-   support, then refined by greedy edge reversals (refine.py): at d = 1,000 dense
-   this gave SHD 60 where the active set gave 811. A larger one gets an active set of
+   support, then refined by greedy edge reversals (refine.py): on a dense d = 1,000
+   ER2 problem this gave SHD 44 where the active set gave 811. A larger one gets an active set of
    candidate edges (lasso |w| >= candidate_threshold); its strongly connected
    components are the constrained problems, solved batched; then either the causal
    order they imply fixes the rest as one more batched lasso (``refit``, default:

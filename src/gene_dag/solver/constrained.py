@@ -149,18 +149,12 @@ def _solve_components(batch: ComponentBatch, settings: ALSettings) -> ALResult:
     V, h_now = _into_domain(obj, V)
     done = torch.zeros(nb, dtype=torch.bool, device=dev)  # always solve at least once
     L = torch.ones(nb, dtype=dt, device=dev) * _gram_scale(batch.A)
-    tol = settings.tol * batch.target_scale.unsqueeze(1)  # (nb, 1, C)
     outer = inner_total = 0
     timed_out = False
     history = []
     while outer < settings.max_outer and not bool(done.all()):
         outer += 1
-        if settings.inner == "lbfgs":
-            V, its, timed_out = _inner_lbfgsb(obj, V, alpha, rho, ~done, settings)
-        elif settings.inner == "owlqn":
-            V, its, timed_out = _inner_owlqn(obj, V, alpha, rho, ~done, settings)
-        else:
-            V, L, its, timed_out = _inner(obj, V, alpha, rho, L, tol, ~done, settings)
+        V, L, its, timed_out = _inner_solve(obj, V, alpha, rho, ~done, settings, L)
         inner_total += its
         _, h_new, _ = obj.value_grad(V, alpha, rho, need_grad=False)
         if batch.q < 2:
@@ -214,14 +208,7 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: ALSettings) -> ALResult:
             continue
         obj.logdet_s = sv if s.acyclicity == "logdet" else 1.0
         V, _ = _into_domain(obj, V)
-        if s.inner == "owlqn":
-            V, its, _ = _inner_owlqn(obj, V, zero + 1.0 / mu, zero, running, s)
-        elif s.inner == "lbfgs":
-            V, its, _ = _inner_lbfgsb(obj, V, zero + 1.0 / mu, zero, running, s)
-        else:
-            L = torch.ones(nb, dtype=dt, device=dev) * _gram_scale(obj.b.A)
-            tol = s.tol * obj.b.target_scale.unsqueeze(1)
-            V, _, its, _ = _inner(obj, V, zero + 1.0 / mu, zero, L, tol, running, s)
+        V, _, its, _ = _inner_solve(obj, V, zero + 1.0 / mu, zero, running, s)
         inner_total += its
         h, _ = obj.h(V, need_grad=False)
         history.append({"stage": stage, "mu": mu, "max_h": float(h.max()), "evals": its})
@@ -241,6 +228,24 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: ALSettings) -> ALResult:
 def _gram_scale(A: torch.Tensor) -> torch.Tensor:
     """A cheap upper bound of λmax per component (max absolute row sum)."""
     return A.abs().sum(-1).amax(-1).clamp_min(1e-6)
+
+
+def _inner_solve(obj, V, alpha, rho, active, s: ALSettings, L=None):
+    """One inner solve with the method ``s.inner``; returns (V, L, evaluations, timed_out).
+
+    ``L`` (per-component step bound) only matters to the proximal method, which carries
+    it between outer steps; it starts from a Gram-matrix bound when not given.
+    """
+    if s.inner == "owlqn":
+        V, its, timed_out = _inner_owlqn(obj, V, alpha, rho, active, s)
+        return V, L, its, timed_out
+    if s.inner == "lbfgs":
+        V, its, timed_out = _inner_lbfgsb(obj, V, alpha, rho, active, s)
+        return V, L, its, timed_out
+    if L is None:
+        L = torch.ones(V.shape[0], dtype=V.dtype, device=V.device) * _gram_scale(obj.b.A)
+    tol = s.tol * obj.b.target_scale.unsqueeze(1)  # (nb, 1, C)
+    return _inner(obj, V, alpha, rho, L, tol, active, s)
 
 
 def _inner(obj, V, alpha, rho, L, tol, active, s: ALSettings):

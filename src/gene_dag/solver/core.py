@@ -372,10 +372,8 @@ def _refine(prob: _Problem, V, core_rows, core_cols, allowed, pen, sign, require
     thr = prob.s.w_threshold
     Vc = V[:, torch.as_tensor(core_cols, device=V.device)].cpu().numpy().astype(np.float64)
     # start from a DAG: cut what the final thresholding would cut anyway
-    square = Vc[core_rows] / prob.sigma[core_rows][:, None]
-    strong = np.abs(square) >= thr
-    dag, _ = threshold_to_dag(sp.csr_matrix(np.where(strong, square, 0.0)), thr)
-    Vc[core_rows] = np.where(strong & (dag.toarray() == 0), 0.0, Vc[core_rows])
+    strong = np.abs(Vc[core_rows]) / prob.sigma[core_rows][:, None] >= thr
+    Vc[core_rows] = np.where(strong & (_core_dag(prob, V, core_rows).toarray() == 0), 0.0, Vc[core_rows])
     rows = np.union1d(core_rows, np.flatnonzero((np.abs(Vc) / prob.sigma[:, None] >= thr).any(axis=1)))
     local = np.searchsorted(rows, core_rows)
     rt = torch.as_tensor(rows, device=V.device)
@@ -424,10 +422,7 @@ def _order_refit(prob: _Problem, V, core_rows, deadline, info) -> None:
     """
     n_core = core_rows.size
     core_cols = prob.R[core_rows]
-    Wc = V[core_rows][:, torch.as_tensor(core_cols, device=V.device)].cpu().numpy()
-    Wc = Wc / prob.sigma[core_rows][:, None]
-    dag, _ = threshold_to_dag(sp.csr_matrix(np.where(np.abs(Wc) >= prob.s.w_threshold, Wc, 0.0)),
-                              prob.s.w_threshold)
+    dag = _core_dag(prob, V, core_rows)
     rank = np.empty(n_core, dtype=np.int64)
     rank[topological_order(dag, prob.sigma[core_rows])] = np.arange(n_core)
     allowed = prob.allowed(core_cols)
@@ -469,12 +464,18 @@ def topological_order(dag: sp.csr_matrix, key: np.ndarray) -> np.ndarray:
 def _closes_cycle(prob: _Problem, V, core_rows, n_core) -> np.ndarray:
     """blocked[i, j]: the edge core gene i -> core gene j would close a cycle, i.e. j
     already reaches i in the thresholded DAG among core genes (by core position)."""
-    Wc = V[core_rows][:, torch.as_tensor(prob.R[core_rows], device=V.device)].cpu().numpy()
-    Wc = Wc / prob.sigma[core_rows][:, None]
-    support = sp.csr_matrix(np.where(np.abs(Wc) >= prob.s.w_threshold, Wc, 0.0))
-    dag, _ = threshold_to_dag(support, prob.s.w_threshold)
-    reach = descendants(dag)  # reach[j, i]: path j -> i
+    reach = descendants(_core_dag(prob, V, core_rows))  # reach[j, i]: path j -> i
     return reach.T
+
+
+def _core_dag(prob: _Problem, V, core_rows) -> sp.csr_matrix:
+    """The thresholded DAG among core genes (by core position, original units), with
+    any cycle broken the way the final output breaks it."""
+    cols = torch.as_tensor(prob.R[core_rows], device=V.device)
+    Wc = V[core_rows][:, cols].cpu().numpy() / prob.sigma[core_rows][:, None]
+    thr = prob.s.w_threshold
+    dag, _ = threshold_to_dag(sp.csr_matrix(np.where(np.abs(Wc) >= thr, Wc, 0.0)), thr)
+    return dag
 
 
 def descendants(dag: sp.csr_matrix) -> np.ndarray:

@@ -122,12 +122,20 @@ class _Problem:
         A[:, self.dead_rows] = 0.0
         self.A = torch.as_tensor(0.5 * (A + A.T), dtype=f32, device=dev)
         self.sigma_t = torch.as_tensor(sigma, dtype=f32, device=dev)
+        self.closes_required_cycle = _closes_required_cycle(mask)
 
     # per-block dense views of the mask, built on demand (memory-bounded)
     def allowed(self, cols: np.ndarray) -> np.ndarray:
         block = self.mask.allowed_block(cols)
         block[self.dead_rows, :] = False
+        if self.closes_required_cycle.nnz:
+            block &= ~self.closes_required_cycle[:, cols].toarray()
+        block |= self.required(cols)
         return block
+
+    def required(self, cols: np.ndarray) -> np.ndarray:
+        """Dense k × c block of the prior's required edges (always in the support)."""
+        return self.mask.required[:, cols].toarray().astype(bool)
 
     def penalty(self, cols: np.ndarray) -> np.ndarray:
         mult = self.mask.penalty_block(cols)
@@ -143,6 +151,33 @@ class _Problem:
         """Columns per lasso block: ~8 live k × c float32 tensors within memory_gb."""
         per_col = self.k * 4 * 8
         return int(max(64, min(self.d, self.s.memory_gb * 2**30 // per_col)))
+
+
+def _closes_required_cycle(mask: EdgeMask) -> sp.csr_matrix:
+    """k × d: the edges that would close a cycle with required edges alone.
+
+    A required edge stays whatever the data say, so an edge r -> c is impossible in any
+    DAG that holds them when c already reaches r through required edges (the reverse
+    of a required edge is the simplest case). Excluding these from the start keeps the
+    constrained solve from trading a required edge against its reverse.
+    """
+    shape = (mask.n_regulators, mask.n_genes)
+    req = mask.required.tocoo()
+    if req.nnz == 0:
+        return sp.csr_matrix(shape, dtype=bool)
+    from scipy.sparse.csgraph import breadth_first_order
+
+    d = mask.n_genes
+    graph = sp.csr_matrix((np.ones(req.nnz), (mask.regulators[req.row], req.col)), shape=(d, d))
+    row_of = np.full(d, -1, dtype=np.int64)
+    row_of[mask.regulators] = np.arange(mask.n_regulators)
+    rows, cols = [], []
+    for start in np.unique(mask.regulators[req.row]):
+        reached = breadth_first_order(graph, start, directed=True, return_predecessors=False)[1:]
+        back = reached[row_of[reached] >= 0]  # genes reached from start that may regulate it
+        rows.extend(row_of[back].tolist())
+        cols.extend([int(start)] * back.size)
+    return sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=shape)
 
 
 def fingerprint(cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask, s: SolverSettings) -> str:
@@ -204,8 +239,10 @@ def solve(
         timed_out = _core_stage(prob, V, core_rows, state, ckpt, deadline, info)
 
     W_cont = _to_gene_matrix(prob, V)
-    W, post = threshold_to_dag(W_cont, s.w_threshold, _required_gene_matrix(prob))
+    required = _required_gene_matrix(prob)
+    W, post = threshold_to_dag(W_cont, s.w_threshold, required)
     info.update(post)
+    info["required_edges_missing"] = _missing_required(W, required)
     info["timed_out"] = timed_out
     info["converged"] = bool(not timed_out and info.get("lasso_converged", True) and info.get("core_converged", True))
     info["score"] = score(prob, W)
@@ -282,7 +319,7 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
     allowed = prob.allowed(universe)  # k × columns
     pen = np.broadcast_to(prob.penalty(universe), allowed.shape)
     sign = prob.sign(universe)
-    required = prob.mask.required[:, universe].toarray().astype(bool)
+    required = prob.required(universe)
     active_set = s.decompose and n_core > s.full_core_max
     if "active" in state:
         active = state["active"].numpy().astype(bool)
@@ -395,7 +432,7 @@ def _support_refit(prob: _Problem, V, universe, allowed, deadline, info) -> None
     that shrinkage (edges whose weight sits just above the threshold survive).
     """
     Wc = V[:, universe].cpu().numpy() / prob.sigma[:, None]
-    support = allowed & (np.abs(Wc) >= prob.s.support_refit_threshold)
+    support = (allowed & (np.abs(Wc) >= prob.s.support_refit_threshold)) | prob.required(universe)
     dev, f32 = prob.device, torch.float32
     sup = torch.as_tensor(support, dtype=f32, device=dev)
     with threads_for(2.0 * prob.k * prob.k * universe.size, dev):
@@ -426,6 +463,7 @@ def _order_refit(prob: _Problem, V, core_rows, deadline, info) -> None:
     rank = np.empty(n_core, dtype=np.int64)
     rank[topological_order(dag, prob.sigma[core_rows])] = np.arange(n_core)
     allowed = prob.allowed(core_cols)
+    # required edges are in the DAG the order comes from, so the order keeps them
     allowed[core_rows, :] &= rank[:, None] < rank[None, :]
     dev, f32 = prob.device, torch.float32
     with threads_for(2.0 * prob.k * prob.k * n_core, dev):
@@ -474,7 +512,11 @@ def _core_dag(prob: _Problem, V, core_rows) -> sp.csr_matrix:
     cols = torch.as_tensor(prob.R[core_rows], device=V.device)
     Wc = V[core_rows][:, cols].cpu().numpy() / prob.sigma[core_rows][:, None]
     thr = prob.s.w_threshold
-    dag, _ = threshold_to_dag(sp.csr_matrix(np.where(np.abs(Wc) >= thr, Wc, 0.0)), thr)
+    required = prob.required(prob.R[core_rows])[core_rows]
+    # a required edge belongs to the structure even where its weight is still 0
+    Wc = np.where(required & (Wc == 0), thr, Wc)
+    strong = np.where((np.abs(Wc) >= thr) | required, Wc, 0.0)
+    dag, _ = threshold_to_dag(sp.csr_matrix(strong), thr, sp.csr_matrix(required))
     return dag
 
 
@@ -627,6 +669,18 @@ def _required_gene_matrix(prob: _Problem) -> sp.csr_matrix | None:
     if req.nnz == 0:
         return None
     return sp.csr_matrix((np.ones(req.nnz), (prob.R[req.row], req.col)), shape=(prob.d, prob.d))
+
+
+def _missing_required(W: sp.csr_matrix, required: sp.csr_matrix | None) -> int:
+    """Required edges absent from the output (weight exactly 0: a constant regulator), warned."""
+    if required is None:
+        return 0
+    req = required.tocoo()
+    missing = int((np.asarray(W[req.row, req.col]).ravel() == 0).sum())
+    if missing:
+        log.warning("%d required edge(s) have weight 0 in the data (constant regulator?) and are "
+                    "missing from the network", missing)
+    return missing
 
 
 def score(prob: _Problem, W: sp.csr_matrix) -> float:

@@ -218,7 +218,7 @@ def test_cli_preprocess_select_prior(tmp_path):
     status = main(["preprocess", str(tmp_path / "in.h5ad"), "--outdir", str(tmp_path / "pre"),
                    "--manifest", str(tmp_path / "groups.tsv"), "--groupby", "tissue", "--min-group-size", "20"])
     assert status == 0
-    assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == ["A.h5ad", "B.h5ad"]
+    assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == [".gene-dag-outdir", "A.h5ad", "B.h5ad"]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
     status = main(["select", str(tmp_path / "pre" / "A.h5ad"), "--out", str(tmp_path / "sel.h5ad"),

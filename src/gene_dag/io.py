@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -419,6 +421,105 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise
+
+
+#: File that marks a directory as written by gene-dag: only such a directory is ever replaced.
+OUTDIR_MARKER = ".gene-dag-outdir"
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """True when ``path`` is ``directory`` or lies below it (both resolved)."""
+    return path == directory or directory in path.parents
+
+
+def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Raise InputError unless a file can be written at ``path`` without harming anything.
+
+    Refused: an existing directory; a path that is (or links to) one of ``inputs``
+    (writing it would replace the input); a path whose nearest existing ancestor is
+    not a directory or not writable. Nothing is created. Returns ``path`` as a Path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a directory, expected a file to write", path)
+    target = path.resolve()
+    for source in inputs:
+        if source is not None and not str(source).startswith("scanpy:") and Path(source).resolve() == target:
+            raise InputError(f"is also the input {source}; writing it would replace the input", path)
+    _check_writable_parent(path)
+    return path
+
+
+def _check_writable_parent(path: Path) -> None:
+    ancestor = Path(os.path.abspath(path)).parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot be created: {ancestor} is not a directory", path)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot be written: {ancestor} is not writable", path)
+
+
+def check_output_dir(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Raise InputError unless ``path`` may be (re)placed by an output directory of gene-dag.
+
+    Allowed: a path that does not exist, an empty directory, or a directory that holds
+    :data:`OUTDIR_MARKER` (one that gene-dag wrote). Refused, with nothing touched: a
+    file or symbolic link, any other non-empty directory, a directory holding one of
+    ``inputs``, and the current directory or one above it. Returns the absolute path.
+    """
+    given = path
+    path = Path(os.path.abspath(path))
+    if path.is_symlink():
+        raise InputError("is a symbolic link; give the directory it points to", given)
+    if path.exists() and not path.is_dir():
+        raise InputError("exists and is not a directory", given)
+    if _inside(Path.cwd().resolve(), path.resolve()):
+        raise InputError("is the current directory or one above it; give a new directory for the output", given)
+    for source in inputs:
+        if source is not None and not str(source).startswith("scanpy:") and _inside(Path(source).resolve(), path.resolve()):
+            raise InputError(f"holds the input {source}; give a new directory for the output", given)
+    if path.is_dir() and not (path / OUTDIR_MARKER).is_file() and any(path.iterdir()):
+        raise InputError(
+            f"exists, is not empty and was not written by gene-dag (no {OUTDIR_MARKER} file in it); "
+            "nothing was removed: give a new directory, or empty this one yourself",
+            given,
+        )
+    _check_writable_parent(path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = ()) -> Iterator[Path]:
+    """Yield a fresh hidden directory next to ``path``; it replaces ``path`` only on success.
+
+    ``path`` is checked first with :func:`check_output_dir` (so a directory that gene-dag
+    did not write is never removed), and again just before the swap. The new directory
+    holds :data:`OUTDIR_MARKER`. On any exception the temporary directory is removed and
+    ``path`` is left as it was.
+    """
+    path = check_output_dir(path, inputs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise InputError(f"cannot create the output directory ({one_line(exc)})", path) from exc
+    try:
+        (tmp / OUTDIR_MARKER).write_text("written by gene-dag: rerunning replaces this whole directory\n")
+        yield tmp
+        check_output_dir(path, inputs)
+        old = None
+        if path.is_dir() and any(path.iterdir()):
+            old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
+            os.replace(path, old)  # has the marker: checked above
+        elif path.is_dir():
+            path.rmdir()
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -51,35 +49,24 @@ def run(args: argparse.Namespace) -> int:
     from gene_dag import io
     from gene_dag.preprocess import preprocess
 
-    adata = io.read_expression(args.input, layer=args.layer, orientation=args.orientation)
-    log.info("%s: %d cells x %d genes read", args.input, adata.n_obs, adata.n_vars)
-    groups, manifest = preprocess(
-        adata,
-        values=args.values,
-        groupby=args.groupby,
-        min_group_size=args.min_group_size,
-        min_genes=args.min_genes,
-        min_cells=args.min_cells,
-        target_sum=args.target_sum,
-        scale_values=args.scale,
-        max_value=args.max_value,
-        source=str(args.input),
-    )
-    # Write into a fresh sibling directory, then swap it in: no partial directory on failure.
-    outdir = Path(args.outdir)
-    tmpdir = outdir.with_name(f".{outdir.name}.tmp")
-    if tmpdir.exists():
-        shutil.rmtree(tmpdir)
-    tmpdir.mkdir(parents=True)
-    try:
+    # every output is checked before any work: a directory gene-dag did not write is never replaced
+    io.check_output_path(args.manifest, inputs=[args.input])
+    with io.atomic_output_dir(args.outdir, inputs=[args.input]) as tmpdir:
+        adata = io.read_expression(args.input, layer=args.layer, orientation=args.orientation)
+        groups, manifest = preprocess(
+            adata,
+            values=args.values,
+            groupby=args.groupby,
+            min_group_size=args.min_group_size,
+            min_genes=args.min_genes,
+            min_cells=args.min_cells,
+            target_sum=args.target_sum,
+            scale_values=args.scale,
+            max_value=args.max_value,
+            source=str(args.input),
+        )
         for group in groups:
             io.write_h5ad(group.adata, tmpdir / f"{group.slug}.h5ad")
-        if outdir.exists():
-            shutil.rmtree(outdir)
-        os.replace(tmpdir, outdir)
-    finally:
-        if tmpdir.exists():
-            shutil.rmtree(tmpdir)
     io.write_table(manifest, args.manifest)
     kept = manifest["status"].eq("kept").sum()
     log.info("%d group(s) kept, %d skipped; manifest %s", kept, len(manifest) - kept, args.manifest)

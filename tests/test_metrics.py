@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from gene_dag.cli import main
 from gene_dag.errors import InputError
-from gene_dag.metrics import adjacency_from_edges, average_precision, count_accuracy
+from gene_dag.metrics import adjacency_from_edges, average_precision, count_accuracy, ranking_accuracy
 
 # Truth on 4 genes: 0 -> 1 -> 2, 0 -> 3.
 TRUE_EDGES = [(0, 1), (1, 2), (0, 3)]
@@ -119,6 +119,75 @@ def test_adjacency_from_edges_by_name():
     np.testing.assert_array_equal(A.toarray(), [[0, 2, 0], [0, 0, 3], [0, 0, 0]])  # last repeat wins
     with pytest.raises(InputError, match="1 genes not in the gene list: z"):
         adjacency_from_edges(["a"], ["z"], ["a", "b"])
+
+
+# ----------------------------------------------------------------------------- ranking (BEELINE)
+
+
+def scores(entries, d=4):
+    S = np.zeros((d, d))
+    for (i, j), v in entries.items():
+        S[i, j] = v
+    return S
+
+
+def test_ranking_perfect_scores():
+    # 12 ordered pairs, 3 true: a random ranking has precision 1/4.
+    m = ranking_accuracy(TRUTH.toarray() * 2.0, TRUTH)
+    check(m, n_candidates=12, n_positive=3, n_scored=3, auprc_random=1 / 4)
+    check(m, auprc=1, auprc_ratio=4, early_precision=1, epr=4)
+
+
+def test_ranking_of_a_known_order():
+    # 0->3 (hit), 3->2 (miss), 0->1 (hit), then the 9 unscored pairs tie, 1->2 among them:
+    # AP = (1 * 1/3) + (2/3 * 1/3) + (3/12 * 1/3). Top k = 3: two hits.
+    m = ranking_accuracy(scores({(0, 3): 0.9, (3, 2): 0.5, (0, 1): 0.2}), TRUTH)
+    check(m, auprc=(1 + 2 / 3 + 1 / 4) / 3, auprc_ratio=4 * (1 + 2 / 3 + 1 / 4) / 3)
+    check(m, n_scored=3, early_precision=2 / 3, epr=(2 / 3) / (1 / 4))
+
+
+def test_early_precision_ties_and_zero_scores():
+    # k = 3; the 3rd largest score is 0.5, shared by three pairs: all four >= 0.5 count.
+    S = scores({(0, 1): 1.0, (0, 3): 0.5, (2, 3): 0.5, (3, 0): 0.5, (1, 2): 0.1})
+    check(ranking_accuracy(S, TRUTH), early_precision=2 / 4, epr=2)
+    # Only two pairs scored (fewer than k): precision among those two; zeros never count.
+    check(ranking_accuracy(scores({(0, 1): 1.0, (2, 3): 1.0}), TRUTH), n_scored=2, early_precision=1 / 2)
+    check(ranking_accuracy(np.zeros((4, 4)), TRUTH), n_scored=0, early_precision=0, epr=0, auprc=1 / 4)
+
+
+def test_ranking_with_a_regulator_list():
+    # Regulators 0 and 1: candidates 0->{1,2,3}, 1->{0,2,3}; all 3 true edges among them.
+    # The top score sits on 3->2, which is no candidate then: it is ignored.
+    S = scores({(3, 2): 5.0, (0, 1): 1.0, (1, 2): 1.0, (0, 3): 1.0, (0, 2): 0.5})
+    m = ranking_accuracy(S, TRUTH, regulators=[0, 1])
+    check(m, n_candidates=6, n_positive=3, auprc_random=1 / 2, auprc=1, early_precision=1, epr=2)
+    # Without the list 3->2 ranks first and is wrong: the 3 hits tie next, precision 3/4.
+    check(ranking_accuracy(S, TRUTH), auprc=3 / 4, early_precision=3 / 4)
+
+
+def test_ranking_skeleton():
+    # Every true edge scored in the reverse direction only: directed, the true edges tie
+    # with the 9 unscored pairs (AP = 3/12); undirected, the three true pairs rank first.
+    S = scores({(1, 0): 0.9, (2, 1): 0.8, (3, 0): 0.7})
+    check(ranking_accuracy(S, TRUTH), auprc=1 / 4, early_precision=0)
+    m = ranking_accuracy(S, TRUTH, directed=False)
+    check(m, n_candidates=6, n_positive=3, auprc_random=1 / 2, auprc=1, epr=2)
+    # With regulator 0 only the pairs {0,1}, {0,2}, {0,3} are candidates, each scored by
+    # its direction out of 0 (1->0 is no candidate); {1,2} is true but never recallable.
+    S = scores({(1, 0): 0.9, (0, 3): 0.4, (0, 2): 0.1})
+    m = ranking_accuracy(S, TRUTH, regulators=[0], directed=False)
+    check(m, n_candidates=3, n_positive=2, auprc_random=2 / 3, auprc=(1 + 2 / 3) / 3)
+
+
+def test_ranking_bad_input():
+    with pytest.raises(InputError, match=">= 0"):
+        ranking_accuracy(-TRUTH.toarray(), TRUTH)
+    with pytest.raises(InputError, match="NaN"):
+        ranking_accuracy(np.full((4, 4), np.nan), TRUTH)
+    with pytest.raises(InputError, match="must be 4 x 4"):
+        ranking_accuracy(np.zeros((3, 3)), TRUTH)
+    with pytest.raises(InputError, match="regulator indices"):
+        ranking_accuracy(np.zeros((4, 4)), TRUTH, regulators=[4])
 
 
 # ----------------------------------------------------------------------------- command line

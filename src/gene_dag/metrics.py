@@ -1,4 +1,4 @@
-"""Accuracy of a learned graph against a known one: SHD, TPR, FDR, AUPRC.
+"""Accuracy of a learned graph against a known one: SHD, TPR, FDR, AUPRC, early precision.
 
 Counts follow NOTEARS' ``utils.count_accuracy`` so numbers are comparable with the
 literature. Graphs are handled as sorted arrays of edge codes (row * d + column), so
@@ -100,6 +100,97 @@ def average_precision(scores: np.ndarray, is_true: np.ndarray, n_true: int) -> f
     precision = tp / (np.flatnonzero(last) + 1)
     recall_step = np.diff(tp, prepend=0) / n_true
     return float(np.sum(recall_step * precision))
+
+
+def ranking_accuracy(
+    scores: sp.spmatrix | np.ndarray,
+    B_true: sp.spmatrix | np.ndarray,
+    *,
+    regulators: Sequence[int] | np.ndarray | None = None,
+    directed: bool = True,
+) -> dict[str, float | int]:
+    """How well a score for every ordered gene pair ranks the true edges (as BEELINE).
+
+    Parameters
+    ----------
+    scores
+        d x d scores, row = source, column = target, all >= 0 (pass ``|weight|``); a
+        larger score ranks higher, 0 means "not predicted". Sparse input is made dense
+        (d x d floats), so this is meant for benchmark sizes (a few thousand genes).
+    B_true
+        d x d true graph; nonzero entries are edges (row = cause).
+    regulators
+        Indices of the genes edges may leave (a TF list): candidates are then the pairs
+        regulator -> other gene. Default: every ordered pair of distinct genes.
+    directed
+        False scores the skeleton: one item per unordered pair that holds a candidate,
+        scored by the larger score of its candidate directions, true when either
+        direction is a true edge.
+
+    Returns
+    -------
+    dict
+        ``n_candidates``; ``n_positive`` (true items among the candidates);
+        ``auprc`` (:func:`average_precision` over every candidate, true edges outside
+        the candidates count as never recalled); ``auprc_random`` = n_positive /
+        n_candidates, the precision of a random ranking; ``auprc_ratio`` = auprc /
+        auprc_random; ``n_scored`` (candidates with a score > 0); ``early_precision``:
+        precision among the top k scored candidates, k = n_positive, where candidates
+        tied with the k-th score are included and zero scores never are (BEELINE's
+        rule; with fewer than k scored candidates, all of them); ``epr`` =
+        early_precision / auprc_random. Ratios are 0 without positives.
+    """
+    d = _square_size(B_true, "B_true")
+    S = scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+    S = np.asarray(S, dtype=np.float64)
+    if S.shape != (d, d):
+        raise InputError(f"scores must be {d} x {d} like B_true, got shape {S.shape}")
+    if np.isnan(S).any():
+        raise InputError("scores hold NaN; give every candidate pair a score (0 = not predicted)")
+    if (S < 0).any():
+        raise InputError("scores must be >= 0 (rank by |weight|)")
+    t_rows, t_cols, _ = _edges(B_true)
+    T = np.zeros((d, d), dtype=bool)
+    T[t_rows, t_cols] = True
+    np.fill_diagonal(T, False)  # a self-loop is never a candidate
+    cand = ~np.eye(d, dtype=bool)
+    if regulators is not None:
+        reg = np.asarray(regulators, dtype=np.int64)
+        if reg.size and (reg.min() < 0 or reg.max() >= d):
+            raise InputError(f"regulator indices must be in 0..{d - 1}")
+        is_reg = np.zeros(d, dtype=bool)
+        is_reg[reg] = True
+        cand &= is_reg[:, None]
+    if directed:
+        s, y, n_true = S[cand], T[cand], int(T.sum())
+    else:
+        iu = np.triu_indices(d, 1)
+        up, down = cand[iu], cand.T[iu]
+        keep = up | down
+        s = np.maximum(np.where(up, S[iu], 0.0), np.where(down, S.T[iu], 0.0))[keep]
+        pair_true = (T | T.T)[iu]
+        y, n_true = pair_true[keep], int(pair_true.sum())
+    n_cand, n_pos = int(s.size), int(y.sum())
+    random = n_pos / n_cand if n_cand else 0.0
+    auprc = average_precision(s, y, n_true)
+    scored = s > 0
+    n_scored = int(scored.sum())
+    early = 0.0
+    if n_pos and n_scored:
+        k = min(n_pos, n_scored)
+        kth = np.partition(s[scored], n_scored - k)[n_scored - k]  # k-th largest score
+        top = scored & (s >= kth)
+        early = float(y[top].mean())
+    return {
+        "n_candidates": n_cand,
+        "n_positive": n_pos,
+        "n_scored": n_scored,
+        "auprc": auprc,
+        "auprc_random": random,
+        "auprc_ratio": auprc / random if random else 0.0,
+        "early_precision": early,
+        "epr": early / random if random else 0.0,
+    }
 
 
 def adjacency_from_edges(

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 DENSE_ABOVE_DENSITY = 0.12
 #: A gene is zero-variance when std <= this * |mean| (float rounding of a constant).
 ZERO_VARIANCE_RTOL = 1e-10
+#: A gene is reported as outlier-dominated when one cell holds more than this share of
+#: its variance: its weights then describe that cell, not the population.
+SINGLE_CELL_VARIANCE_SHARE = 0.5
 _SPARSE_BYTES_PER_VALUE = 40
 _SPARSE_PRODUCT_BYTES_PER_ENTRY = 24
 _SPARSE_PRODUCT_SHARE = 0.25
@@ -85,6 +88,15 @@ class SufficientStats:
     cov: np.ndarray
     scaled: bool
     zero_variance: np.ndarray
+    #: per gene, the largest share of its variance that one cell contributes, (x - mean)² / (n var)
+    max_cell_share: np.ndarray | None = None
+
+    @property
+    def outlier_dominated(self) -> np.ndarray:
+        """Genes where one cell holds more than ``SINGLE_CELL_VARIANCE_SHARE`` of the variance."""
+        if self.max_cell_share is None:
+            return np.zeros(len(self.genes), dtype=bool)
+        return self.max_cell_share > SINGLE_CELL_VARIANCE_SHARE
 
     def __post_init__(self) -> None:
         d, k = len(self.genes), len(self.regulators)
@@ -115,6 +127,7 @@ class SufficientStats:
             "cov": self.cov,
             "scaled": np.bool_(self.scaled),
             "zero_variance": np.asarray(self.zero_variance, dtype=bool),
+            **({} if self.max_cell_share is None else {"max_cell_share": self.max_cell_share}),
             "format_version": np.int64(_FORMAT_VERSION),
         }
         with io.atomic_write(path) as tmp, open(tmp, "wb") as fh:
@@ -128,10 +141,11 @@ class SufficientStats:
             raise InputError("file not found", path)
         try:
             with np.load(path, allow_pickle=False) as z:
-                missing = [f for f in cls.__dataclass_fields__ if f not in z.files]
+                optional = {"max_cell_share"}
+                missing = [f for f in cls.__dataclass_fields__ if f not in z.files and f not in optional]
                 if missing:
                     raise InputError(f"not a gene-dag statistics file (missing {', '.join(missing)})", path)
-                a = {f: z[f] for f in cls.__dataclass_fields__}
+                a = {f: z[f] for f in cls.__dataclass_fields__ if f in z.files}
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - not an npz, corrupt, pickled objects ...
@@ -139,7 +153,7 @@ class SufficientStats:
         return cls(
             genes=a["genes"], regulators=a["regulators"].astype(np.int64), n=int(a["n"]),
             mean=a["mean"], std=a["std"], cov=a["cov"], scaled=bool(a["scaled"]),
-            zero_variance=a["zero_variance"].astype(bool),
+            zero_variance=a["zero_variance"].astype(bool), max_cell_share=a.get("max_cell_share"),
         )
 
 
@@ -208,18 +222,26 @@ def compute_stats(
                 io.check_finite_block(block, start, genes, source)
                 acc.add(block)
                 bar.update(stop - start)
-        mean, std, cov, zero = acc.finish(scale)
+        mean, std, cov, zero, share = acc.finish(scale)
     if zero.any():
         names = genes[zero]
         log.warning(
             "%d gene(s) with zero variance (first few: %s): std kept at 0, covariance "
             "set to 0, left out of scaling", len(names), io.first_few(names),
         )
-    return SufficientStats(
+    stats = SufficientStats(
         genes=genes, regulators=reg, n=n, mean=mean, std=std,
         cov=cov if cov.dtype == dtype else cov.astype(dtype), scaled=bool(scale),
-        zero_variance=zero,
+        zero_variance=zero, max_cell_share=share,
     )
+    if stats.outlier_dominated.any():
+        names = genes[stats.outlier_dominated]
+        log.warning(
+            "%s%d gene(s) owe more than %d%% of their variance to a single cell (first few: %s): "
+            "an outlier or a unit error? Their edges describe that cell", f"{source}: " if source else "",
+            len(names), round(100 * SINGLE_CELL_VARIANCE_SHARE), io.first_few(names),
+        )
+    return stats
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -377,6 +399,8 @@ class _Accumulator:
         self.s1 = torch.zeros(d, **f64)
         self.sq = torch.zeros(d, **f64)
         self.cross = torch.zeros(len(reg), d, **f64)
+        self.hi = torch.full((d,), -math.inf, **f64)  # per-gene extremes, for outlier shares
+        self.lo = torch.full((d,), math.inf, **f64)
         self.pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
 
     def add(self, block: Any) -> None:
@@ -411,6 +435,8 @@ class _Accumulator:
             owned = arr is not block  # converted: already a private copy
             x = torch.from_numpy(arr)
         x = x.to(device=self.dev, dtype=torch.float64, copy=not owned)  # never alias the caller's array
+        torch.maximum(self.hi, x.amax(0), out=self.hi)
+        torch.minimum(self.lo, x.amin(0), out=self.lo)
         x -= self.shift
         self.s1 += x.sum(0)
         self.sq += torch.linalg.vector_norm(x, dim=0).square_()
@@ -430,6 +456,9 @@ class _Accumulator:
             return sp.csr_matrix((values, block.indices, block.indptr), shape=(b, d)).T @ ones
 
         colsum = colsums(block.data)
+        # extremes over stored values and implicit zeros alike
+        torch.maximum(self.hi, torch.from_numpy(block.max(axis=0).toarray().ravel()), out=self.hi)
+        torch.minimum(self.lo, torch.from_numpy(block.min(axis=0).toarray().ravel()), out=self.lo)
         zeros = b - colsums(np.ones_like(block.data))  # implicit zeros per gene
         dev = block.data - s[block.indices]  # stored values minus the shift: no cancellation
         self.s1 += torch.from_numpy(colsums(dev) - zeros * s)
@@ -455,8 +484,9 @@ class _Accumulator:
         else:
             list(self.pool.map(chunk, starts))  # disjoint rows of self.cross: no race
 
-    def finish(self, scale: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """mean, std, cov (in place in the accumulator), zero-variance mask; numpy on the host."""
+    def finish(self, scale: bool) -> tuple[np.ndarray, ...]:
+        """mean, std, cov (in place in the accumulator), zero-variance mask, largest one-cell
+        share of each gene's variance; numpy on the host."""
         torch = self.torch
         if self.pool is not None:
             self.pool.shutdown()
@@ -470,13 +500,16 @@ class _Accumulator:
         # on the sparse path, where the cross products carry the shift as corrections)
         cov[torch.arange(len(self.reg), device=self.dev), self.reg_t] = var[self.reg_t]
         zero = std <= ZERO_VARIANCE_RTOL * mean.abs()
+        spread = torch.maximum((self.hi - mean).square(), (self.lo - mean).square())
+        share = torch.where(zero, torch.zeros_like(var), spread / (n * var).clamp_min(1e-300))
         std[zero] = 0
         cov[:, zero] = 0
         cov[zero[self.reg_t]] = 0
         if scale:
             denom = torch.where(zero, torch.ones_like(std), std)
             cov.div_(denom[self.reg_t, None]).div_(denom[None, :])
-        return (mean.cpu().numpy(), std.cpu().numpy(), cov.cpu().numpy(), zero.cpu().numpy())
+        return (mean.cpu().numpy(), std.cpu().numpy(), cov.cpu().numpy(), zero.cpu().numpy(),
+                share.clamp_(max=1.0).cpu().numpy())
 
 
 def _native_float(a: np.ndarray) -> np.ndarray:

@@ -103,7 +103,9 @@ def fit(
     variances = np.where(stats.zero_variance, 0.0, stats.std.astype(np.float64) ** 2)
     result = solve(np.asarray(stats.cov, dtype=np.float64), variances, mask, settings, checkpoint)
     adjacency = result.W.astype(np.float32)
-    info = {**result.info, "n_cells": int(stats.n), "n_zero_variance_genes": int(stats.zero_variance.sum())}
+    outliers = gene_names[stats.outlier_dominated]
+    info = {**result.info, "n_cells": int(stats.n), "n_zero_variance_genes": int(stats.zero_variance.sum()),
+            "n_outlier_dominated_genes": int(outliers.size), "outlier_dominated_genes": outliers[:100].tolist()}
     if not return_result:
         return adjacency
     return FitResult(adjacency, gene_names, mask, provenance(settings, info))

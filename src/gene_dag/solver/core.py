@@ -108,7 +108,10 @@ class _Problem:
         if len(self.R) != self.k or len(variances) != self.d:
             raise ValueError("statistics and mask disagree on regulators or genes")
         var_R = np.asarray(cov_rows[np.arange(self.k), self.R], dtype=np.float64)
-        self.dead_rows = var_R <= 1e-12 * max(float(np.max(variances)), 1e-300)
+        # Constant regulators have variance exactly 0 (the statistics set it so, with a
+        # test relative to each gene's own mean); no other gene's scale enters here, so one
+        # extreme value elsewhere cannot silence every regulator.
+        self.dead_rows = ~(var_R > 0) | ~np.isfinite(var_R)
         sigma = np.sqrt(np.where(self.dead_rows, 1.0, var_R))
         self.sigma = sigma
         self.target_scale = np.sqrt(np.clip(np.asarray(variances, dtype=np.float64), 1e-24, None))

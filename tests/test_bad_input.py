@@ -118,3 +118,303 @@ def test_preprocess_outputs_that_would_replace_the_input_or_are_not_directories(
           "not a directory")
     fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path), "is a directory")
     assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- numbers (NaN, Inf, ranges)
+
+
+@pytest.fixture
+def data(tmp_path):
+    counts_adata().write_h5ad(tmp_path / "data.h5ad")
+    return tmp_path / "data.h5ad"
+
+
+@pytest.mark.parametrize(
+    "extra, option, problem",
+    [
+        (["--target-sum", "nan"], "--target-sum", "not a finite number"),
+        (["--target-sum", "-1"], "--target-sum", "must be >"),
+        (["--max-value", "inf"], "--max-value", "not a finite number"),
+        (["--min-group-size", "0"], "--min-group-size", "must be >= 1"),
+        (["--min-cells", "-3"], "--min-cells", "must be >= 0"),
+    ],
+)
+def test_preprocess_numbers_are_checked_before_any_work(data, capsys, extra, option, problem):
+    out = data.parent / "pre"
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in preprocess_args(data, out, data.parent / "g.tsv")] + extra)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and problem in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, option, problem",
+    [
+        (["simulate", "--edges-per-node", "nan"], "--edges-per-node", "not a finite number"),
+        (["simulate", "--noise-scale", "inf"], "--noise-scale", "not a finite number"),
+        (["simulate", "--w-range", "0.5", "nan"], "--w-range", "not a finite number"),
+        (["simulate", "--regulator-parents=-inf"], "--regulator-parents", "not a finite number"),
+        (["simulate", "--target-parents", "0.5"], "--target-parents", "must be >= 1"),
+        (["simulate", "--genes", "1"], "--genes", "must be >= 2"),
+        (["simulate", "--seed", str(2**70)], "--seed", "must be <="),
+        (["select", "IN.h5ad", "--n-top-genes", "0"], "--n-top-genes", "must be >= 1"),
+    ],
+)
+def test_numbers_of_every_subcommand_are_checked(tmp_path, capsys, argv, option, problem):
+    argv = [a.replace("IN.h5ad", str(tmp_path / "in.h5ad")) for a in argv] + ["--out", str(tmp_path / "o.h5ad")]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and problem in err, err
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_simulate_weight_range_upside_down(tmp_path, capsys):
+    fails(capsys, ["simulate", "--w-range", "2", "1", "--out", tmp_path / "o.h5ad"], "--w-range", "LO must be <= HI")
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+# ----------------------------------------------------------------------------- text encodings
+
+
+def test_a_byte_order_mark_does_not_drop_the_first_name(tmp_path):
+    from gene_dag.io import read_gene_list
+    from gene_dag.prior import read_edge_prior, read_regulators
+
+    (tmp_path / "regs.txt").write_bytes("\ufeffGATA1\nSPI1\n".encode())
+    assert read_regulators(tmp_path / "regs.txt") == ["GATA1", "SPI1"]
+    assert read_gene_list(tmp_path / "regs.txt") == ["GATA1", "SPI1"]
+    (tmp_path / "edges.tsv").write_bytes("\ufeffsource\ttarget\ttype\nGATA1\tSPI1\tforbidden\n".encode())
+    table = read_edge_prior(tmp_path / "edges.tsv")
+    assert table[["source", "target", "type"]].values.tolist() == [["GATA1", "SPI1", "forbidden"]]
+
+
+@pytest.mark.parametrize("kind", ["regulators", "genes", "edges"])
+def test_a_latin1_text_input_is_one_line_naming_the_file_and_line(tmp_path, kind):
+    from gene_dag.errors import InputError
+    from gene_dag.io import read_gene_list
+    from gene_dag.prior import read_edge_prior, read_regulators
+
+    text = {"regulators": "# TFs\nGATA1\nCAFÉ1\n", "genes": "# genes\nGATA1\nCAFÉ1\n",
+            "edges": "# prior\nsource\ttarget\ttype\nCAFÉ1\tGATA1\tforbidden\n"}[kind]
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(text.encode("latin-1"))
+    reader = {"regulators": read_regulators, "genes": read_gene_list, "edges": read_edge_prior}[kind]
+    with pytest.raises(InputError) as info:
+        reader(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: line 3: not UTF-8") and "\n" not in message, message
+
+
+def test_evaluate_and_export_read_text_inputs_as_utf8(tmp_path, capsys):
+    net = network_adata()
+    net.write_h5ad(tmp_path / "net.h5ad")
+    (tmp_path / "truth.tsv").write_bytes("\ufeffsource\ttarget\nG00\tG01\n".encode())
+    assert main(["evaluate", str(tmp_path / "net.h5ad"), "--truth", str(tmp_path / "truth.tsv"),
+                 "--out", str(tmp_path / "m.json")]) == 0
+    assert '"n_true": 1' in (tmp_path / "m.json").read_text()
+    (tmp_path / "truth.tsv").write_bytes("source\ttarget\nG00\tG01\nCAFÉ\tG02\n".encode("latin-1"))
+    fails(capsys, ["evaluate", tmp_path / "net.h5ad", "--truth", tmp_path / "truth.tsv"],
+          f"{tmp_path / 'truth.tsv'}: line 3: not UTF-8")
+    (tmp_path / "report.json").write_bytes('\ufeff{"n_regulators": 3}'.encode())
+    assert main(["export", str(tmp_path / "net.h5ad"), "--summary", str(tmp_path / "s.json"),
+                 "--prior-report", str(tmp_path / "report.json")]) == 0
+    assert '"n_regulators": 3' in (tmp_path / "s.json").read_text()
+
+
+# ----------------------------------------------------------------------------- contradictory priors
+
+HEADER = "# known edges\nsource\ttarget\ttype\tweight\n"
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("A\tB\tpositive\n\nA\tB\tnegative\n", "line 5: edge A -> B is both positive (line 3) and negative"),
+        ("A\tB\trequired\nA\tB\tforbidden\n", "line 4: edge A -> B is both required (line 3) and forbidden"),
+        ("A\tB\tforbidden\n# signed\nA\tB\tnegative\t0.5\n", "line 5: edge A -> B is both forbidden (line 3) and negative"),
+        ("A\tB\tforbidden\t0.5\n", "line 3: edge A -> B is forbidden, so a weight (0.5) has no meaning"),
+        ("A\tB\tpositive\t0.5\nC\tD\tpositive\nA\tB\trequired\t2\n", "line 5: edge A -> B has weight 2 here but 0.5 on line 3"),
+    ],
+    ids=["positive-negative", "required-forbidden", "forbidden-sign", "forbidden-weight", "two-weights"],
+)
+def test_contradictory_prior_rows_name_the_file_and_line(tmp_path, capsys, rows, message):
+    path = tmp_path / "edges.tsv"
+    path.write_text(HEADER + rows)
+    network_adata().write_h5ad(tmp_path / "net.h5ad")
+    fails(capsys, ["prior", tmp_path / "net.h5ad", "--prior", path, "--out-regulators", tmp_path / "r.txt",
+                   "--out-edges", tmp_path / "e.tsv", "--report", tmp_path / "r.json"], f"{path}: {message}")
+    assert not (tmp_path / "r.txt").exists() and not (tmp_path / "e.tsv").exists()
+
+
+def test_compatible_and_repeated_prior_rows_are_accepted_once(tmp_path):
+    from gene_dag.prior import load_mask
+
+    path = tmp_path / "edges.tsv"
+    path.write_text(HEADER + "A\tB\trequired\nA\tB\tpositive\nA\tC\tnegative\t0.5\nA\tC\tnegative\t0.5\nA\tC\tnegative\n")
+    mask = load_mask(["A", "B", "C"], prior_path=path)
+    assert mask.required[0, 1] and mask.sign[0, 1] == 1 and mask.sign[0, 2] == -1
+    assert mask.penalty_block()[0, 2] == 0.5  # a repeated row does not add its weight twice
+
+
+# ----------------------------------------------------------------------------- names that break the outputs
+
+
+def network_adata(genes=("G00", "G01", "G02", "G03")):
+    adata = counts_adata(n_cells=(20,), n_genes=len(genes), genes=list(genes))
+    W = np.zeros((len(genes), len(genes)), dtype=np.float32)
+    W[0, 1] = W[1, 2] = 0.5
+    adata.varp["gene_dag"] = sp.csr_matrix(W)
+    adata.uns["gene_dag"] = {"run": {"converged": True}}
+    return adata
+
+
+@pytest.mark.parametrize("bad", ["G\t01", "G\n01", "G\x0101", "G\x7f01"])
+def test_gene_names_with_control_characters_are_refused_at_input(tmp_path, capsys, bad):
+    net = network_adata(genes=("G00", bad, "G02", "G03"))
+    net.write_h5ad(tmp_path / "net.h5ad")
+    fails(capsys, ["export", tmp_path / "net.h5ad", "--graphml", tmp_path / "n.graphml", "--edges", tmp_path / "e.tsv"],
+          str(tmp_path / "net.h5ad"), repr(bad), "control character")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.h5ad"]
+    fails(capsys, preprocess_args(tmp_path / "net.h5ad", tmp_path / "pre", tmp_path / "g.tsv"), repr(bad))
+    from gene_dag.errors import InputError
+    from gene_dag.export import export_network
+
+    with pytest.raises(InputError, match="control character"):
+        export_network(net, graphml=tmp_path / "n.graphml")
+    assert not (tmp_path / "n.graphml").exists()
+
+
+def test_prior_files_with_control_characters_name_the_line(tmp_path):
+    from gene_dag.errors import InputError
+    from gene_dag.prior import read_edge_prior, read_regulators
+
+    (tmp_path / "regs.txt").write_text("GATA1\nSP\x0bI1\n")
+    with pytest.raises(InputError, match=r"regs\.txt: line 2: name 'SP\\x0bI1' holds the control character"):
+        read_regulators(tmp_path / "regs.txt")
+    (tmp_path / "edges.tsv").write_text("source\ttarget\ttype\nGATA1\tSP\x01I1\tforbidden\n")
+    with pytest.raises(InputError, match=r"edges\.tsv: line 2: gene name 'SP\\x01I1'"):
+        read_edge_prior(tmp_path / "edges.tsv")
+
+
+# ----------------------------------------------------------------------------- unreadable .h5ad files
+
+
+def subcommands(bad, tmp_path):
+    """Every subcommand reading an .h5ad, with ``bad`` where that file goes."""
+    good = tmp_path / "good.h5ad"
+    network_adata().write_h5ad(good)
+    out = tmp_path / "out"
+    return {
+        "select": ["select", bad, "--out", out / "s.h5ad"],
+        "prior": ["prior", bad, "--out-regulators", out / "r.txt", "--out-edges", out / "e.tsv", "--report", out / "r.json"],
+        "export": ["export", bad, "--h5ad", out / "n.h5ad", "--edges", out / "e.tsv"],
+        "evaluate": ["evaluate", bad, "--truth", good, "--truth-key", "gene_dag", "--out", out / "m.json"],
+        "evaluate-truth": ["evaluate", good, "--truth", bad, "--out", out / "m.json"],
+        "preprocess": preprocess_args(bad, out / "pre", out / "g.tsv"),
+    }
+
+
+@pytest.mark.parametrize("command", ["select", "prior", "export", "evaluate", "evaluate-truth", "preprocess"])
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "directory", "empty"])
+def test_every_subcommand_reports_a_bad_h5ad_in_one_line(tmp_path, capsys, command, kind):
+    bad = tmp_path / "bad.h5ad"
+    if kind == "garbage":
+        bad.write_bytes(b"this is not an HDF5 file\n" * 10)
+    elif kind == "truncated":
+        network_adata().write_h5ad(tmp_path / "whole.h5ad")
+        bad.write_bytes((tmp_path / "whole.h5ad").read_bytes()[:3000])
+    elif kind == "directory":
+        bad.mkdir()
+    else:
+        bad.write_bytes(b"")
+    line = fails(capsys, subcommands(bad, tmp_path)[command], str(bad))
+    assert "Traceback" not in line
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- too little data
+
+
+def test_a_single_gene_says_so_naming_the_file(tmp_path, capsys):
+    one = counts_adata(n_cells=(30,), n_genes=1)
+    one.write_h5ad(tmp_path / "one.h5ad")
+    fails(capsys, ["solve", tmp_path / "one.h5ad", "--out", tmp_path / "o.h5ad"],
+          f"{tmp_path / 'one.h5ad'}: 1 gene: no possible edge")
+    fails(capsys, preprocess_args(tmp_path / "one.h5ad", tmp_path / "pre", tmp_path / "g.tsv"), "1 gene: no possible edge")
+    from gene_dag.errors import InputError
+    from gene_dag.prior import build_mask
+
+    with pytest.raises(InputError, match=r"^1 gene\(s\): no possible edge"):
+        build_mask(["A"])
+
+
+def test_one_cell_and_all_constant_genes(tmp_path, capsys):
+    counts_adata(n_cells=(1,)).write_h5ad(tmp_path / "cell.h5ad")
+    fails(capsys, preprocess_args(tmp_path / "cell.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
+          str(tmp_path / "cell.h5ad"), "1 cell: no variance to learn from")
+    flat = counts_adata(n_cells=(30, 30))
+    flat.X = sp.csr_matrix(np.ones(flat.shape, dtype=np.float32))
+    flat.write_h5ad(tmp_path / "flat.h5ad")
+    fails(capsys, preprocess_args(tmp_path / "flat.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
+          str(tmp_path / "flat.h5ad"), "no group is left", "0 gene(s) vary within the group")
+    assert not (tmp_path / "pre").exists() and not (tmp_path / "g.tsv").exists()
+
+
+# ----------------------------------------------------------------------------- empty and odd files, output paths
+
+
+def test_empty_and_header_only_prior_files(tmp_path, caplog):
+    from gene_dag.errors import InputError
+    from gene_dag.io import read_gene_list
+    from gene_dag.prior import read_edge_prior, read_regulators
+
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    for reader, what in ((read_regulators, "regulator list"), (read_gene_list, "gene list")):
+        with pytest.raises(InputError, match=rf"empty\.txt: {what} names no gene"):
+            reader(tmp_path / "empty.txt")
+    with pytest.raises(InputError, match=r"empty\.txt: the edge prior is empty"):
+        read_edge_prior(tmp_path / "empty.txt")
+    (tmp_path / "header.tsv").write_text("source\ttarget\ttype\n")
+    with caplog.at_level("WARNING", logger="gene_dag.prior"):
+        assert len(read_edge_prior(tmp_path / "header.tsv")) == 0
+    assert any("header.tsv: the edge prior has no edge rows" in r.getMessage() for r in caplog.records)
+    (tmp_path / "wide.tsv").write_text("source\ttarget\ttype\nA\tB\tforbidden\textra\n")
+    with pytest.raises(InputError, match=r"wide\.tsv: line 2: 4 fields but the header has 3"):
+        read_edge_prior(tmp_path / "wide.tsv")
+    (tmp_path / "comma.tsv").write_text("source,target,type\nA,B,forbidden\n")
+    with pytest.raises(InputError, match=r"comma\.tsv: line 1: the header lacks column"):
+        read_edge_prior(tmp_path / "comma.tsv")
+    for reader in (read_regulators, read_gene_list, read_edge_prior):
+        with pytest.raises(InputError, match="is a directory"):
+            reader(tmp_path)
+
+
+def test_select_with_an_empty_gene_list_names_the_file(tmp_path, capsys, data):
+    (tmp_path / "genes.txt").write_text("# none yet\n")
+    fails(capsys, ["select", data, "--out", tmp_path / "s.h5ad", "--method", "list", "--genes", tmp_path / "genes.txt"],
+          f"{tmp_path / 'genes.txt'}: gene list names no gene")
+
+
+def test_no_output_may_replace_an_input(tmp_path, capsys, data):
+    network_adata().write_h5ad(tmp_path / "net.h5ad")
+    (tmp_path / "regs.txt").write_text("G00\nG01\n")
+    before = snapshot(tmp_path)
+    net, regs = tmp_path / "net.h5ad", tmp_path / "regs.txt"
+    for argv in (
+        ["select", data, "--out", data],
+        ["select", data, "--out", regs, "--regulators", regs],
+        ["prior", net, "--regulators", regs, "--out-regulators", regs, "--out-edges", tmp_path / "e.tsv",
+         "--report", tmp_path / "r.json"],
+        ["export", net, "--h5ad", net],
+        ["evaluate", net, "--truth", net, "--truth-key", "gene_dag", "--out", net],
+    ):
+        fails(capsys, argv, "replace the input")
+    fails(capsys, ["prior", net, "--out-regulators", tmp_path / "x", "--out-edges", tmp_path / "x",
+                   "--report", tmp_path / "r.json"], "two different outputs")
+    fails(capsys, ["simulate", "--out", tmp_path], "is a directory")
+    fails(capsys, ["export", net, "--edges", regs / "e.tsv"], f"{regs} is not a directory")
+    assert snapshot(tmp_path) == before

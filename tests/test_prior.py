@@ -236,7 +236,7 @@ def test_required_edges_forming_a_cycle_are_an_input_error(rows):
 
 
 def test_edge_both_forbidden_and_required_is_an_input_error():
-    with pytest.raises(InputError, match="both forbidden and required"):
+    with pytest.raises(InputError, match=r"row 2: edge A -> B is both forbidden \(row 1\) and required"):
         build_mask(GENES, None, prior_table([("A", "B", "forbidden"), ("A", "B", "required")]))
 
 
@@ -278,7 +278,7 @@ def test_read_edge_prior_without_weight_column(tmp_path):
         ("source\ttype\tweight\nA\tforbidden\t1\n", "lacks column"),
         ("source\ttarget\ttype\nA\tB\tmaybe\n", "unknown edge type"),
         ("source\ttarget\ttype\tweight\nA\tB\tpositive\tabc\n", "weight"),
-        ("source\ttarget\ttype\tweight\nA\tB\tpositive\t1\nA\tC\tpositive\t-1\n", "row 3"),
+        ("source\ttarget\ttype\tweight\nA\tB\tpositive\t1\nA\tC\tpositive\t-1\n", "line 3"),
         ("source\ttarget\ttype\tweight\nA\tB\tpositive\tinf\n", "weight"),
     ],
     ids=["no-type", "no-target", "unknown-type", "weight-text", "weight-negative", "weight-inf"],

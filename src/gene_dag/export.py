@@ -171,6 +171,7 @@ def export_network(
     """
     from gene_dag import io
 
+    io.validate_gene_names(adata.var_names, source)  # a tab or control character breaks edges.tsv and GraphML
     W = network_matrix(adata, key, source)
     if not is_acyclic(W):
         raise InputError(f"the network in varp[{key!r}] has a directed cycle; refusing to export it", source)

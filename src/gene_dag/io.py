@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -362,40 +363,122 @@ def check_finite_block(
 def validate_expression(adata: anndata.AnnData, source: str | os.PathLike) -> None:
     """Raise a one-line InputError naming ``source`` if ``adata`` is unusable.
 
-    Checks: an X matrix exists and is not empty (0 cells or 0 genes); gene names are
-    unique; there are no NaN or Inf values. Values are scanned in row blocks, so a
-    backed file stays on disk and a sparse matrix is never densified (only its
-    stored values are looked at).
+    Checks: an X matrix exists and is not empty (0 cells or 0 genes); there are at least
+    2 genes and 2 cells (a network needs them); gene names are unique and hold no control
+    character (see :func:`validate_gene_names`); there are no NaN or Inf values. Values
+    are scanned in row blocks, so a backed file stays on disk and a sparse matrix is
+    never densified (only its stored values are looked at).
     """
     if adata.X is None:
         raise InputError("no expression matrix (X is empty)", source)
     n, d = adata.shape
     if n == 0 or d == 0:
         raise InputError(f"empty expression matrix: {n} cells x {d} genes", source)
-    dup = adata.var_names[adata.var_names.duplicated()].unique()
-    if len(dup):
-        raise InputError(
-            f"{len(dup)} duplicate gene name(s) (first few: {first_few(dup)}); make them "
-            "unique, e.g. with adata.var_names_make_unique()",
-            source,
-        )
+    if d < 2 or n < 2:
+        what = f"{d} gene: no possible edge" if d < 2 else f"{n} cell: no variance to learn from"
+        raise InputError(f"{what} (a network needs at least 2 genes and 2 cells)", source)
+    validate_gene_names(adata.var_names, source)
     rows = max(1, int(_SCAN_BLOCK_VALUES // max(stored_values_per_row(adata.X), 1.0)))
     genes, cells = adata.var_names, adata.obs_names
     for start, _, block in iter_row_blocks(adata.X, rows):
         check_finite_block(block, start, genes, source, cells)
 
 
+def bad_character(name: str) -> str | None:
+    """The first character of ``name`` that breaks TSV or XML (GraphML) output, or None.
+
+    Those are control characters (tab, newline, NUL, ...), lone surrogates and the
+    XML non-characters U+FFFE / U+FFFF.
+    """
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cs") or char in "\ufffe\uffff":
+            return char
+    return None
+
+
+def check_name(name: str, source: str | os.PathLike | None, what: str = "gene name", line: int | None = None) -> None:
+    """Raise InputError when ``name`` holds a character that :func:`bad_character` finds."""
+    char = bad_character(name)
+    if char is not None:
+        where = f"line {line}: " if line is not None else ""
+        raise InputError(
+            f"{where}{what} {name!r} holds the control character {char!r}, which tables and GraphML "
+            "cannot hold; rename it",
+            source,
+        )
+
+
+def validate_gene_names(names: Sequence[str] | pd.Index, source: str | os.PathLike | None) -> None:
+    """Raise InputError naming ``source`` for duplicate gene names or names with control characters."""
+    import pandas as pd
+
+    names = pd.Index(names).astype(str)
+    dup = names[names.duplicated()].unique()
+    if len(dup):
+        raise InputError(
+            f"{len(dup)} duplicate gene name(s) (first few: {first_few(dup)}); make them "
+            "unique, e.g. with adata.var_names_make_unique()",
+            source,
+        )
+    for name in names:
+        check_name(name, source)
+
+
+def read_text(path: str | os.PathLike, what: str = "text file") -> str:
+    """The text of a user's file, decoded as UTF-8 (a byte-order mark is dropped).
+
+    Raises InputError naming the file: not found, a directory, unreadable, or not
+    UTF-8 (with the line of the first undecodable byte).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file not found (the {what})", path)
+    if path.is_dir():
+        raise InputError(f"is a directory, expected a {what}", path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} ({one_line(exc)})", path) from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the {what} as UTF-8", path
+        ) from None
+
+
+def read_lines(path: str | os.PathLike, what: str = "text file") -> list[tuple[int, str]]:
+    """``(line number, content)`` of each line of a text input that has content.
+
+    Line numbers start at 1 and count every line of the file, as an editor shows them.
+    ``#`` starts a comment; surrounding whitespace is removed; lines left empty are skipped.
+    """
+    lines = []
+    for number, line in enumerate(read_text(path, what).split("\n"), start=1):
+        content = line.split("#", 1)[0].strip()
+        if content:
+            lines.append((number, content))
+    return lines
+
+
+def read_names(path: str | os.PathLike, what: str = "gene list") -> list[str]:
+    """Names, one per line (``#`` comments, blank lines skipped), each checked with :func:`check_name`.
+
+    Duplicates are dropped (first kept). An empty list is an InputError naming the file.
+    """
+    names = []
+    for number, name in read_lines(path, what):
+        check_name(name, path, "name", number)
+        names.append(name)
+    if not names:
+        raise InputError(f"{what} names no gene", path)
+    return list(dict.fromkeys(names))
+
+
 def read_gene_list(path: str | os.PathLike) -> list[str]:
     """Gene names, one per line; '#' starts a comment, blank lines are skipped, whitespace stripped."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found" if not path.exists() else "not a file", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read gene list ({one_line(exc)})", path) from exc
-    names = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return [name for name in names if name]
+    return read_names(path, "gene list")
 
 
 # ---------------------------------------------------------------------------- writing
@@ -433,6 +516,11 @@ def _inside(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
+def _input_paths(inputs: Sequence[str | os.PathLike | None]) -> list[tuple[str, Path]]:
+    """``(as given, resolved)`` of each input file (None and bundled datasets left out)."""
+    return [(str(s), Path(s).resolve()) for s in inputs if s is not None and not str(s).startswith("scanpy:")]
+
+
 def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
     """Raise InputError unless a file can be written at ``path`` without harming anything.
 
@@ -443,12 +531,26 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
     path = Path(path)
     if path.is_dir():
         raise InputError("is a directory, expected a file to write", path)
-    target = path.resolve()
-    for source in inputs:
-        if source is not None and not str(source).startswith("scanpy:") and Path(source).resolve() == target:
-            raise InputError(f"is also the input {source}; writing it would replace the input", path)
+    for given, resolved in _input_paths(inputs):
+        if resolved == path.resolve():
+            raise InputError(f"is also the input {given}; writing it would replace the input", path)
     _check_writable_parent(path)
     return path
+
+
+def check_outputs(
+    outputs: Sequence[str | os.PathLike | None], inputs: Sequence[str | os.PathLike | None] = ()
+) -> None:
+    """:func:`check_output_path` for every output (None skipped); two outputs naming one file are refused too."""
+    seen: set[Path] = set()
+    for out in outputs:
+        if out is None:
+            continue
+        check_output_path(out, inputs)
+        key = Path(out).resolve()
+        if key in seen:
+            raise InputError("is named for two different outputs", out)
+        seen.add(key)
 
 
 def _check_writable_parent(path: Path) -> None:
@@ -477,8 +579,8 @@ def check_output_dir(path: str | os.PathLike, inputs: Sequence[str | os.PathLike
         raise InputError("exists and is not a directory", given)
     if _inside(Path.cwd().resolve(), path.resolve()):
         raise InputError("is the current directory or one above it; give a new directory for the output", given)
-    for source in inputs:
-        if source is not None and not str(source).startswith("scanpy:") and _inside(Path(source).resolve(), path.resolve()):
+    for source, resolved in _input_paths(inputs):
+        if _inside(resolved, path.resolve()):
             raise InputError(f"holds the input {source}; give a new directory for the output", given)
     if path.is_dir() and not (path / OUTDIR_MARKER).is_file() and any(path.iterdir()):
         raise InputError(
@@ -500,6 +602,7 @@ def atomic_output_dir(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
     ``path`` is left as it was.
     """
     path = check_output_dir(path, inputs)
+    created = [p for p in path.parents if not p.exists()]  # removed again on failure
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -520,6 +623,9 @@ def atomic_output_dir(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
         raise
 
 

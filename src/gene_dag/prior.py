@@ -23,54 +23,123 @@ EDGE_TYPES = ("forbidden", "required", "positive", "negative")
 
 
 def read_regulators(path: str | Path) -> list[str]:
-    """Regulator names, one per line; blank lines and ``#`` comments ignored."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("regulator list not found", path)
-    names: list[str] = []
-    for line in path.read_text().splitlines():
-        name = line.split("#", 1)[0].strip()
-        if name:
-            names.append(name)
-    if not names:
-        raise InputError("regulator list names no gene", path)
-    return list(dict.fromkeys(names))
+    """Regulator names, one per line; blank lines and ``#`` comments ignored (UTF-8, a BOM is dropped)."""
+    from gene_dag.io import read_names
+
+    return read_names(path, "regulator list")
 
 
 def read_edge_prior(path: str | Path) -> pd.DataFrame:
     """Edge prior TSV with columns source, target, type[, weight], validated.
 
     ``type`` is one of forbidden / required / positive / negative; ``weight`` is an
-    L1 penalty multiplier (>= 0, < 1 favours the edge), default 1.
+    L1 penalty multiplier (>= 0, < 1 favours the edge), default 1. Other columns are
+    ignored; ``#`` starts a comment. Contradictory rows (see :func:`check_contradictions`)
+    are an InputError naming the file and the line, counted as an editor shows them.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("edge prior file not found", path)
-    try:
-        table = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises many types for malformed text
-        raise InputError(f"cannot parse edge prior as TSV ({exc})", path) from None
-    missing = {"source", "target", "type"} - set(table.columns)
+    from gene_dag.io import check_name, read_lines
+
+    lines = read_lines(path, "edge prior")
+    if not lines:
+        raise InputError("the edge prior is empty (it needs a header: source, target, type[, weight])", path)
+    header_line, header_text = lines[0]
+    header = [c.strip() for c in header_text.split("\t")]
+    missing = [c for c in ("source", "target", "type") if c not in header]
     if missing:
-        raise InputError(f"edge prior lacks column(s) {sorted(missing)}; need source, target, type", path)
-    table = table.apply(lambda col: col.str.strip())
-    table["type"] = table["type"].str.lower()
-    bad = sorted(set(table["type"]) - set(EDGE_TYPES))
-    if bad:
-        raise InputError(f"unknown edge type(s) {bad}; allowed: {', '.join(EDGE_TYPES)}", path)
-    if "weight" in table.columns:
-        weight = pd.to_numeric(table["weight"].replace("", "1"), errors="coerce")
-        if weight.isna().any() or not np.isfinite(weight).all() or (weight < 0).any():
-            row = int(np.flatnonzero(weight.isna() | ~np.isfinite(weight) | (weight < 0))[0])
-            raise InputError(f"weight must be a finite number >= 0 (row {row + 2})", path)
-        table["weight"] = weight.astype(float)
-    else:
-        table["weight"] = 1.0
+        raise InputError(
+            f"line {header_line}: the header lacks column(s) {missing}; need source, target, type[, weight] "
+            f"separated by tabs (got {header_text[:80]!r})",
+            path,
+        )
+    repeated = sorted({c for c in header if header.count(c) > 1 and c})
+    if repeated:
+        raise InputError(f"line {header_line}: column(s) {repeated} appear twice in the header", path)
+    column = {name: header.index(name) for name in ("source", "target", "type", "weight") if name in header}
+    rows = []
+    for number, text in lines[1:]:
+        fields = [f.strip() for f in text.split("\t")]
+        if len(fields) > len(header):
+            raise InputError(f"line {number}: {len(fields)} fields but the header has {len(header)}", path)
+        fields += [""] * (len(header) - len(fields))
+        source, target, kind = (fields[column[c]] for c in ("source", "target", "type"))
+        if not source or not target:
+            raise InputError(f"line {number}: empty source or target", path)
+        for name in (source, target):
+            check_name(name, path, "gene name", number)
+        kind = kind.lower()
+        if kind not in EDGE_TYPES:
+            raise InputError(f"line {number}: unknown edge type {kind!r}; allowed: {', '.join(EDGE_TYPES)}", path)
+        text_weight = fields[column["weight"]] if "weight" in column else ""
+        try:
+            weight = float(text_weight) if text_weight else np.nan
+        except ValueError:
+            weight = -1.0
+        if text_weight and not (np.isfinite(weight) and weight >= 0):
+            raise InputError(f"line {number}: weight must be a finite number >= 0, not {text_weight!r}", path)
+        rows.append((source, target, kind, weight, number))
+    table = pd.DataFrame(rows, columns=["source", "target", "type", "weight", "line"])
     loops = table["source"] == table["target"]
     if loops.any():
-        log.warning("%s: %d self-loop(s) ignored (a gene never regulates itself)", path, int(loops.sum()))
+        log.warning("%s: %d self-loop(s) ignored (a gene never regulates itself; first on line %d)",
+                    path, int(loops.sum()), int(table.loc[loops, "line"].iloc[0]))
         table = table[~loops]
+    if not len(table):
+        log.warning("%s: the edge prior has no edge rows; it constrains nothing", path)
+    check_contradictions(table, path, lines=table["line"].tolist(), explicit=table["weight"].notna().tolist())
+    table = table.assign(weight=table["weight"].fillna(1.0).astype(float))
     return table[["source", "target", "type", "weight"]].reset_index(drop=True)
+
+
+def check_contradictions(
+    table: pd.DataFrame,
+    source: str | Path,
+    *,
+    lines: list[int] | None = None,
+    explicit: list[bool] | None = None,
+) -> None:
+    """Raise InputError at the first row of ``table`` that contradicts an earlier row of the same edge.
+
+    Contradictory: ``forbidden`` with any other type (required, positive, negative),
+    ``positive`` with ``negative``, a weight other than 1 on a ``forbidden`` edge, and
+    two different weights. ``required`` goes with a sign; repeating a row is harmless.
+
+    Parameters
+    ----------
+    table
+        Columns source, target, type, weight.
+    source
+        The file (or a label) named in the message.
+    lines
+        The line of each row in the file; default: the row number (1-based).
+    explicit
+        Whether each row gave its weight (a row without one takes no side on weights);
+        default: every weight other than 1.
+    """
+    where = "line" if lines is not None else "row"
+    lines = lines if lines is not None else list(range(1, len(table) + 1))
+    explicit = explicit if explicit is not None else [w != 1.0 for w in table["weight"]]
+    seen: dict[tuple[str, str], dict] = {}
+    rows = zip(table["source"], table["target"], table["type"], table["weight"], lines, explicit)
+    for src, dst, kind, weight, line, has_weight in rows:
+        edge = f"edge {src} -> {dst}"
+        if kind == "forbidden" and has_weight and weight != 1.0:
+            raise InputError(f"{where} {line}: {edge} is forbidden, so a weight ({weight:g}) has no meaning", source)
+        record = seen.setdefault((src, dst), {"types": {}, "weight": None})
+        for other, other_line in record["types"].items():
+            if other != kind and ("forbidden" in (kind, other) or {kind, other} == {"positive", "negative"}):
+                raise InputError(
+                    f"{where} {line}: {edge} is both {other} ({where} {other_line}) and {kind}, which contradict",
+                    source,
+                )
+        record["types"].setdefault(kind, line)
+        if has_weight:
+            if record["weight"] is not None and record["weight"][0] != weight:
+                raise InputError(
+                    f"{where} {line}: {edge} has weight {weight:g} here but {record['weight'][0]:g} "
+                    f"on {where} {record['weight'][1]}",
+                    source,
+                )
+            record["weight"] = record["weight"] or (weight, line)
 
 
 def _report_unknown(what: str, names: list[str], source: str) -> None:
@@ -153,9 +222,12 @@ def build_mask(
 
     Genes the prior names that are not in ``genes`` are reported (count and first names)
     and skipped. A required edge out of a non-regulator adds that gene as a regulator.
-    Raises InputError when no edge at all is allowed or the required edges contain a cycle.
+    Raises InputError for fewer than 2 genes, contradictory rows (:func:`check_contradictions`),
+    when no edge at all is allowed, or when the required edges contain a cycle.
     """
     genes = np.asarray(genes, dtype=str)
+    if len(genes) < 2:
+        raise InputError(f"{len(genes)} gene(s): no possible edge (a network needs at least 2 genes)")
     index = {g: i for i, g in enumerate(genes)}
     missing: dict[str, list[str]] = {}
     if regulators is None:
@@ -172,6 +244,7 @@ def build_mask(
     if edge_prior is None:
         edge_prior = pd.DataFrame({"source": [], "target": [], "type": [], "weight": []})
     table = edge_prior.astype({"source": str, "target": str, "type": str, "weight": float})
+    check_contradictions(table, source)
     known = table["source"].isin(index) & table["target"].isin(index)
     if len(table) and not (table["source"].isin(index) | table["target"].isin(index)).any():
         raise InputError(f"no gene named by the edge prior ({len(table)} rows) is a gene of the data; "
@@ -206,13 +279,11 @@ def build_mask(
     forbidden = matrix("forbidden", ones)
     required = matrix("required", ones)
     sign = matrix("positive", ones) - matrix("negative", ones)
-    weighted = (table["weight"] != 1.0).to_numpy()
+    # one entry per edge: repeated rows agree (check_contradictions) and must not add up
+    weighted = ((table["weight"] != 1.0) & ~table.duplicated(["source", "target", "weight"])).to_numpy()
     penalty = sp.coo_matrix(
         (table["weight"].to_numpy(dtype=float)[weighted], (rows[weighted], cols[weighted])), shape=shape
     ).tocsr()
-    conflict = forbidden.multiply(required)
-    if conflict.nnz:
-        raise InputError(f"{conflict.nnz} edge(s) are both forbidden and required", source)
     sign.data = np.sign(sign.data)
     sign.eliminate_zeros()
     forbidden.data[:] = 1

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from gene_dag.errors import InputError
+
+log = logging.getLogger(__name__)
 
 _TABLE_ORDER = (
     "n_genes", "n_true", "n_predicted", "n_correct", "n_reversed", "n_extra", "n_missing",
@@ -38,8 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from gene_dag.io import check_outputs
     from gene_dag.metrics import adjacency_from_edges, count_accuracy, edges_from_adjacency
 
+    check_outputs([args.out], inputs=[args.prediction, args.truth])
     W_pred, genes = _read_varp(args.prediction, args.key)
     if not genes.is_unique:
         raise InputError("gene names (var_names) are not unique", args.prediction)
@@ -76,16 +81,13 @@ def _is_h5ad(path: Path) -> bool:
 
 def _read_varp(path: Path, key: str):
     """(adjacency as CSR, gene names) from ``varp[key]`` of an .h5ad, without loading X."""
-    import anndata
     import scipy.sparse as sp
 
-    if not path.is_file():
-        raise InputError("file not found", path)
+    from gene_dag.io import read_expression, validate_gene_names
+
+    adata = read_expression(path, backed=True, validate=False)  # only varp and the gene names are used
     try:
-        adata = anndata.read_h5ad(path, backed="r")
-    except Exception as exc:  # h5py/anndata raise many types for a bad file
-        raise InputError(f"cannot read as .h5ad ({exc})", path) from exc
-    try:
+        validate_gene_names(adata.var_names, path)
         if key not in adata.varp:
             have = ", ".join(adata.varp.keys()) or "none"
             raise InputError(f"no varp[{key!r}] (varp keys: {have})", path)
@@ -96,14 +98,21 @@ def _read_varp(path: Path, key: str):
 
 def _read_edge_tsv(path: Path):
     """(sources, targets, weights or None) from a tab-separated edge list with a header."""
+    import io
+
     import pandas as pd
 
-    if not path.is_file():
-        raise InputError("file not found", path)
+    from gene_dag.io import one_line, read_text
+
+    text = read_text(path, "edge list")
+    if not text.strip():
+        raise InputError("the edge list is empty (it needs a header: source, target[, weight])", path)
     try:
-        edges = pd.read_csv(path, sep="\t", dtype={"source": str, "target": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read as a tab-separated edge list ({exc})", path) from exc
+        edges = pd.read_csv(io.StringIO(text), sep="\t", dtype={"source": str, "target": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot read as a tab-separated edge list ({one_line(exc)})", path) from exc
+    if not len(edges):
+        log.warning("%s: the true graph has no edges", path)
     missing = {"source", "target"}.difference(edges.columns)
     if missing:
         raise InputError(

@@ -31,21 +31,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import anndata
-
+    from gene_dag import io
     from gene_dag.errors import InputError
     from gene_dag.export import export_network
 
-    if not args.input.is_file():
-        raise InputError("file not found", args.input)
+    io.check_outputs([args.h5ad, args.edges, args.graphml, args.summary], inputs=[args.input, args.prior_report])
     report = None
     if args.prior_report is not None:
+        text = io.read_text(args.prior_report, "prior report")
         try:
-            report = json.loads(Path(args.prior_report).read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read the prior report ({exc})", args.prior_report) from None
+            report = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"cannot read the prior report as JSON ({io.one_line(exc)})", args.prior_report) from None
     extra = {k: v for k, v in (("dataset", args.dataset), ("group", args.group)) if v is not None}
-    adata = anndata.read_h5ad(args.input)
+    adata = io.read_expression(args.input)
     export_network(
         adata,
         key=args.key,

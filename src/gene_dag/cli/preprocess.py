@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from gene_dag.cli._types import nonnegative_int, positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 
@@ -36,12 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="counts: normalise + log1p here; log: log-normalised already; scaled: used as they are (default counts)",
     )
     p.add_argument("--groupby", default=None, metavar="COLUMN", help="obs column: one network per value")
-    p.add_argument("--min-group-size", type=int, default=50, metavar="N", help="skip groups with fewer cells (default 50)")
-    p.add_argument("--min-genes", type=int, default=0, metavar="N", help="QC: drop cells expressing fewer genes")
-    p.add_argument("--min-cells", type=int, default=0, metavar="N", help="QC: drop genes expressed in fewer cells")
-    p.add_argument("--target-sum", type=float, default=None, metavar="F", help="normalize_total target (default: median)")
+    p.add_argument("--min-group-size", type=positive_int, default=50, metavar="N", help="skip groups with fewer cells (default 50)")
+    p.add_argument("--min-genes", type=nonnegative_int, default=0, metavar="N", help="QC: drop cells expressing fewer genes")
+    p.add_argument("--min-cells", type=nonnegative_int, default=0, metavar="N", help="QC: drop genes expressed in fewer cells")
+    p.add_argument("--target-sum", type=positive_float, default=None, metavar="F", help="normalize_total target (default: median)")
     p.add_argument("--scale", action="store_true", help="scale every gene to unit variance within its group")
-    p.add_argument("--max-value", type=float, default=None, metavar="F", help="clip scaled values at F")
+    p.add_argument("--max-value", type=positive_float, default=None, metavar="F", help="clip scaled values at F")
     p.set_defaults(func=run)
 
 

@@ -30,20 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import anndata
     import pandas as pd
 
     from gene_dag import io
-    from gene_dag.errors import InputError
     from gene_dag.prior import build_mask, prior_report, read_edge_prior, read_regulators
 
-    if not args.input.is_file():
-        raise InputError("file not found", args.input)
-    adata = anndata.read_h5ad(args.input, backed="r")
+    io.check_outputs(
+        [args.out_regulators, args.out_edges, args.report], inputs=[args.input, args.regulators, args.prior]
+    )
+    adata = io.read_expression(args.input, backed=True)
     try:
         genes = adata.var_names.astype(str).to_numpy()
     finally:
-        adata.file.close()
+        if adata.isbacked:
+            adata.file.close()
     regulators = read_regulators(args.regulators) if args.regulators else None
     table = read_edge_prior(args.prior) if args.prior else None
     source = " + ".join(str(p) for p in (args.regulators, args.prior) if p) or "prior"

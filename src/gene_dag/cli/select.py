@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from gene_dag.cli._types import positive_int
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, metavar="INPUT.h5ad", help="preprocessed group")
     p.add_argument("--out", required=True, type=Path, metavar="OUT.h5ad", help="output file")
     p.add_argument("--method", choices=("hvg", "list", "all"), default="hvg", help="(default hvg)")
-    p.add_argument("--n-top-genes", type=int, default=300, metavar="N", help="hvg: number of genes (default 300)")
+    p.add_argument("--n-top-genes", type=positive_int, default=300, metavar="N", help="hvg: number of genes (default 300)")
     p.add_argument(
         "--flavor",
         choices=("seurat", "cell_ranger", "seurat_v3", "variance"),
@@ -36,24 +38,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import anndata
-
     from gene_dag import io
-    from gene_dag.errors import ConfigError, InputError
+    from gene_dag.errors import ConfigError
     from gene_dag.prior import read_edge_prior, read_regulators
     from gene_dag.select import prior_genes, select_genes
 
-    if not args.input.is_file():
-        raise InputError("file not found", args.input)
     if args.method == "list" and args.genes is None:
         raise ConfigError("--method list needs --genes FILE")
+    io.check_outputs([args.out], inputs=[args.input, args.genes, args.regulators, args.prior])
     gene_list = io.read_gene_list(args.genes) if args.genes is not None else None
     force = None
     if not args.no_force:
         regulators = read_regulators(args.regulators) if args.regulators else None
         edges = read_edge_prior(args.prior) if args.prior else None
         force = prior_genes(regulators, edges)
-    adata = anndata.read_h5ad(args.input)
+    adata = io.read_expression(args.input)
     out = select_genes(
         adata,
         method=args.method,

@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 
+from gene_dag.cli._types import bounded, nonnegative_float, positive_int, seed
+
 log = logging.getLogger(__name__)
 
 
@@ -19,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(row = cause, column = effect).",
     )
     p.add_argument("--out", required=True, type=Path, metavar="OUT.h5ad", help="output file")
-    p.add_argument("--genes", type=int, default=100, metavar="D", help="number of genes (default 100)")
-    p.add_argument("--cells", type=int, default=1000, metavar="N", help="number of cells (default 1000)")
+    p.add_argument("--genes", type=bounded(int, low=2), default=100, metavar="D", help="number of genes (default 100)")
+    p.add_argument("--cells", type=bounded(int, low=2), default=1000, metavar="N", help="number of cells (default 1000)")
     p.add_argument(
         "--graph",
         choices=("er", "sf", "tf"),
@@ -28,44 +30,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="er: Erdős–Rényi; sf: scale-free; tf: regulators -> targets (default er)",
     )
     p.add_argument(
-        "--edges-per-node", type=float, default=2.0, metavar="F", help="er/sf: expected edges per gene (default 2)"
+        "--edges-per-node", type=nonnegative_float, default=2.0, metavar="F", help="er/sf: expected edges per gene (default 2)"
     )
     p.add_argument(
-        "--regulators", type=int, default=None, metavar="K", help="tf: number of regulators (default genes/10)"
+        "--regulators", type=positive_int, default=None, metavar="K", help="tf: number of regulators (default genes/10)"
     )
     p.add_argument(
         "--regulator-parents",
-        type=float,
+        type=nonnegative_float,
         default=1.0,
         metavar="F",
         help="tf: expected regulator parents of a regulator (default 1)",
     )
     p.add_argument(
         "--target-parents",
-        type=float,
+        type=bounded(float, low=1.0),
         default=2.0,
         metavar="F",
         help="tf: expected regulator parents of a target, at least 1 (default 2)",
     )
     p.add_argument(
         "--w-range",
-        type=float,
+        type=nonnegative_float,
         nargs=2,
         default=(0.5, 2.0),
         metavar=("LO", "HI"),
         help="edge weight magnitudes, uniform in [LO, HI], random sign (default 0.5 2)",
     )
-    p.add_argument("--noise-scale", type=float, default=1.0, metavar="F", help="noise standard scale (default 1)")
+    p.add_argument("--noise-scale", type=nonnegative_float, default=1.0, metavar="F", help="noise standard scale (default 1)")
     p.add_argument(
         "--noise-type", choices=("gaussian", "exponential", "gumbel"), default="gaussian", help="(default gaussian)"
     )
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, metavar="S", help="random seed (default 0)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gene_dag.simulate import simulate_adata
 
+    from gene_dag import io
+    from gene_dag.errors import ConfigError
+
+    if args.w_range[0] > args.w_range[1]:
+        raise ConfigError(f"--w-range {args.w_range[0]:g} {args.w_range[1]:g}: LO must be <= HI")
+    if args.regulators is not None and args.regulators > args.genes:
+        raise ConfigError(f"--regulators {args.regulators}: more than the {args.genes} genes")
+    io.check_outputs([args.out])
     start = time.perf_counter()
     adata = simulate_adata(
         d=args.genes,
@@ -80,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
         noise_type=args.noise_type,
         seed=args.seed,
     )
-    from gene_dag.io import write_h5ad
-
-    write_h5ad(adata, args.out)
+    io.write_h5ad(adata, args.out)
     log.info(
         "%s: %d cells x %d genes, %d true edges (%s graph) in %.1f s",
         args.out,

@@ -249,7 +249,8 @@ def knockout(
     the network was learned from: every other gene shifts by ``sum_k shift_k W[k, gene]``.
     With ``value=0.0`` (the default) this is a knockout; ``fraction=0.3`` is a knockdown
     to 30% of the observed level and ``fraction=2`` a doubling (overexpression); an
-    absolute ``value`` sets that level in every cell.
+    absolute ``value`` sets that level in every cell. The model is linear, so a large
+    change can predict levels below zero; read them as "down to nothing".
 
     Parameters
     ----------

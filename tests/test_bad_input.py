@@ -418,3 +418,50 @@ def test_no_output_may_replace_an_input(tmp_path, capsys, data):
     fails(capsys, ["simulate", "--out", tmp_path], "is a directory")
     fails(capsys, ["export", net, "--edges", regs / "e.tsv"], f"{regs} is not a directory")
     assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- the workflow
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, key, value",
+    [
+        (lambda c: c["solver"].update(lambda1=float("nan")), "solver.lambda1", "nan"),
+        (lambda c: c["solver"].update(max_time=float("inf")), "solver.max_time", "inf"),
+        (lambda c: c["datasets"][0].update(target_sum=float("-inf")), "datasets[0].target_sum", "-inf"),
+    ],
+    ids=["lambda1-nan", "max_time-inf", "target_sum-minus-inf"],
+)
+def test_workflow_config_refuses_nan_and_infinities(tmp_path, edit, key, value):
+    from test_workflow import edit_config, output_of, prepare, snakemake
+
+    prepare(tmp_path)
+    edit_config(tmp_path, edit)
+    assert f": {value.replace('nan', '.nan').replace('inf', '.inf')}" in (tmp_path / "config.yaml").read_text()
+    proc = snakemake(tmp_path, "--configfile", "config.yaml")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"config key {key}: must be a finite number, not {value}" in text, output_of(proc)
+    assert "Job stats" not in text and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_workflow_prior_for_a_group_that_does_not_exist_stops_before_any_solve(tmp_path):
+    from test_workflow import edit_config, output_of, prepare, snakemake
+
+    prepare(tmp_path)
+    edit_config(tmp_path, lambda c: c["datasets"][0]["priors"]["groups"].update(
+        {"lungs": c["datasets"][0]["priors"]["groups"].pop("lung")}))
+    proc = snakemake(tmp_path, "--configfile", "config.yaml")
+    assert proc.returncode != 0, output_of(proc)
+    log = (tmp_path / "logs/toy/preprocess.log").read_text()
+    assert "a per-group prior is given for 'lungs', but obs['tissue'] has no such group" in log, log
+    assert "groups found: 'liver', 'lung', 'tiny gland' (slug tiny_gland)" in log, log
+    results = tmp_path / "results"
+    assert not list(results.rglob("*.h5ad")) and not (results / "toy/groups.tsv").exists(), output_of(proc)
+    # the slug names a group as well
+    edit_config(tmp_path, lambda c: c["datasets"][0]["priors"]["groups"].update(
+        {"tiny_gland": c["datasets"][0]["priors"]["groups"].pop("lungs")}))
+    proc = snakemake(tmp_path, "--configfile", "config.yaml", "--until", "preprocess")
+    assert proc.returncode == 0, output_of(proc)

@@ -1,6 +1,7 @@
 """Configuration checks and the helper functions the rules use (paths, arguments, resources)."""
 
 import copy
+import math
 import os
 import shlex
 from pathlib import Path
@@ -56,6 +57,19 @@ def explain_schema_errors(cfg):
     )
 
 
+def check_finite_numbers(value, path=()):
+    """Every number in the configuration is finite: YAML's .nan and .inf pass the schema's minimum and maximum."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite_numbers(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_finite_numbers(item, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        _config_error(_key(path), f"must be a finite number, not {value}")
+
+
+check_finite_numbers(config)
 explain_schema_errors(config)
 validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
 CONFIG = copy.deepcopy(config)  # never mutated below
@@ -144,6 +158,8 @@ def preprocess_args(wildcards):
     for key, flag in (("layer", "--layer"), ("groupby", "--groupby"), ("target_sum", "--target-sum")):
         if key in ds:
             args += [flag, ds[key]]
+    for group in ds["priors"].get("groups", {}):  # preprocess fails if one matches no group
+        args += ["--prior-group", group]
     if ds["scale"]:
         args.append("--scale")
         if "max_value" in ds:

@@ -6,8 +6,11 @@ edge weight, CSR float32) with the solver's record in ``adata.uns[key]``.
 
 - ``network.h5ad``: the AnnData (loads with ``sc.read_h5ad`` and nothing else),
 - ``edges.tsv``: ``source, target, weight`` sorted by ``|weight|`` (largest first),
-- ``network.graphml``: every gene a node (degrees, regulator flag), every edge weighted,
-- ``summary.json``: counts, degree statistics, top regulators, convergence, prior report.
+- ``network.graphml``: every gene a node (degrees, ``has_targets``), every edge weighted,
+- ``summary.json``: counts, degree statistics, top regulators, convergence, prior report,
+- optionally a decoupler network (``source, target, weight``; signed) and a pySCENIC
+  adjacency table (``TF, target, importance``; importance = ``|weight|``, as GRNBoost's
+  importances carry no sign).
 
 Every file is written atomically (a failed export leaves no partial file).
 """
@@ -71,6 +74,17 @@ def edges_table(W: sp.spmatrix, genes) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def decoupler_table(W: sp.spmatrix, genes) -> pd.DataFrame:
+    """The network in decoupler's format: ``source, target, weight`` (signed), strongest first."""
+    return edges_table(W, genes)
+
+
+def pyscenic_table(W: sp.spmatrix, genes) -> pd.DataFrame:
+    """The network as pySCENIC adjacencies: ``TF, target, importance`` (= |weight|), strongest first."""
+    table = edges_table(W, genes)
+    return pd.DataFrame({"TF": table["source"], "target": table["target"], "importance": table["weight"].abs()})
+
+
 def read_edges(path) -> pd.DataFrame:
     """An ``edges.tsv`` written by :func:`export_network`."""
     return pd.read_csv(path, sep="\t", dtype={"source": str, "target": str, "weight": float}, keep_default_na=False)
@@ -86,7 +100,7 @@ def graph(W: sp.spmatrix, genes):
     in_deg = np.bincount(W.indices, minlength=W.shape[1])
     G = nx.DiGraph()
     for i, g in enumerate(genes):
-        G.add_node(g, out_degree=int(out_deg[i]), in_degree=int(in_deg[i]), regulator=bool(out_deg[i] > 0))
+        G.add_node(g, out_degree=int(out_deg[i]), in_degree=int(in_deg[i]), has_targets=bool(out_deg[i] > 0))
     coo = W.tocoo()
     for r, c, w in zip(coo.row, coo.col, coo.data):
         G.add_edge(genes[r], genes[c], weight=float(w), abs_weight=float(abs(w)), sign="+" if w > 0 else "-")
@@ -160,6 +174,8 @@ def export_network(
     edges: str | Path | None = None,
     graphml: str | Path | None = None,
     summary: str | Path | None = None,
+    decoupler: str | Path | None = None,
+    pyscenic: str | Path | None = None,
     prior_report: dict | None = None,
     extra: dict | None = None,
     source: str = "data",
@@ -199,6 +215,10 @@ def export_network(
             nx.write_graphml(graph(W, adata.var_names), tmp)
     if summary is not None:
         io.write_json(info, summary)
+    if decoupler is not None:
+        io.write_table(decoupler_table(W, adata.var_names), decoupler)
+    if pyscenic is not None:
+        io.write_table(pyscenic_table(W, adata.var_names), pyscenic)
     log.info(
         "%s: %d genes, %d edges, %d regulators with targets",
         source, info["n_genes"], info["n_edges"], info["n_regulators_with_targets"],

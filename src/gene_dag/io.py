@@ -1,7 +1,9 @@
 """Reading every input format and writing every output atomically.
 
 Inputs: ``.h5ad`` (in memory or backed), ``.loom``, ``.csv`` / ``.tsv`` (optionally
-gzipped) and the demo datasets bundled with scanpy (``scanpy:pbmc68k_reduced``,
+gzipped), 10x Genomics ``.h5`` files and Matrix Market folders (``matrix.mtx[.gz]`` with
+``features.tsv[.gz]`` or ``genes.tsv`` and ``barcodes.tsv[.gz]``, as Cell Ranger writes
+them; read with scanpy's readers) and the demo datasets bundled with scanpy (``scanpy:pbmc68k_reduced``,
 ``scanpy:krumsiek11``). Whatever the format, the result is an AnnData with cells as
 ``obs``, genes as ``var`` and the chosen values in ``X``. Bad input raises
 :class:`~gene_dag.errors.InputError` with a one-line message naming the file.
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 BUNDLED_DATASETS = ("pbmc68k_reduced", "krumsiek11")
 ORIENTATIONS = ("cells_x_genes", "genes_x_cells")
 _TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".csv.gz": ",", ".tsv.gz": "\t"}
+#: 10x Genomics formats: a Cell Ranger .h5 file, or a folder holding matrix.mtx[.gz].
+TENX_H5, TENX_MTX = ".h5", "mtx folder"
 #: Values per block when scanning a matrix for NaN/Inf (64 MiB of float32).
 _SCAN_BLOCK_VALUES = 1 << 24
 
@@ -46,7 +50,7 @@ _SCAN_BLOCK_VALUES = 1 << 24
 def _format_of(path: Path) -> str:
     """The format key of a file name: '.h5ad', '.loom', '.csv', '.tsv.gz', ... ('' if unknown)."""
     name = path.name.lower()
-    for suffix in (".h5ad", ".loom", *_TABLE_SUFFIXES):
+    for suffix in (".h5ad", ".loom", TENX_H5, *_TABLE_SUFFIXES):
         if name.endswith(suffix):
             return suffix
     return ""
@@ -111,13 +115,18 @@ def read_expression(
         path = Path(source)
         if not path.exists():
             raise InputError("file not found", path)
-        if path.is_dir():
-            raise InputError("is a directory, expected an expression file", path)
-        fmt = _format_of(path)
+        if path.is_dir() and not is_mtx_folder(path):
+            raise InputError(
+                "is a directory without matrix.mtx or matrix.mtx.gz, expected an expression file "
+                "or a 10x Matrix Market folder",
+                path,
+            )
+        fmt = TENX_MTX if path.is_dir() else _format_of(path)
         if not fmt:
             raise InputError(
                 f"unsupported format {path.suffix or '(no extension)'!r}: expected .h5ad, "
-                ".loom, .csv or .tsv, or scanpy:<name> for a bundled dataset",
+                ".loom, .csv, .tsv, a 10x .h5 file or Matrix Market folder, or scanpy:<name> "
+                "for a bundled dataset",
                 path,
             )
         if mode and fmt != ".h5ad":
@@ -129,8 +138,8 @@ def read_expression(
                 "only X); read without backed, or stream the layer with "
                 "gene_dag.stats.compute_stats(path, layer=...)"
             )
-        if fmt in _TABLE_SUFFIXES and layer is not None:
-            raise ConfigError(f"layer={layer!r} given, but a table ({path.name}) has no layers")
+        if (fmt in _TABLE_SUFFIXES or fmt in (TENX_H5, TENX_MTX)) and layer is not None:
+            raise ConfigError(f"layer={layer!r} given, but {path.name} ({fmt}) has no layers")
         adata = _read_file(path, fmt, mode, orientation)
     if layer is not None:
         adata = _with_layer_in_x(adata, layer, label)
@@ -173,11 +182,33 @@ def _read_file(path: Path, fmt: str, mode: str | None, orientation: str) -> annd
             return ad.read_h5ad(path, backed=mode)
         if fmt == ".loom":
             return _read_loom(path)
+        if fmt in (TENX_H5, TENX_MTX):
+            return _read_10x(path, fmt)
         return _read_table(path, _TABLE_SUFFIXES[fmt], orientation)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file for the user
         raise InputError(f"cannot read as a {fmt} file ({one_line(exc)})", path) from exc
+
+
+def is_mtx_folder(path: Path) -> bool:
+    """True for a folder with a 10x Matrix Market matrix (``matrix.mtx`` or ``matrix.mtx.gz``)."""
+    return path.is_dir() and any((path / name).is_file() for name in ("matrix.mtx", "matrix.mtx.gz"))
+
+
+def _read_10x(path: Path, fmt: str) -> anndata.AnnData:
+    """A Cell Ranger .h5 file or Matrix Market folder via scanpy; gene symbols as names, made unique."""
+    import scanpy as sc
+
+    adata = sc.read_10x_h5(path) if fmt == TENX_H5 else sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False)
+    repeated = adata.var_names[adata.var_names.duplicated()].unique()
+    if len(repeated):
+        # 10x references repeat some symbols (one per gene ID); keep every gene, renamed -1, -2, ...
+        log.warning("%s: %d gene symbol(s) occur more than once (first few: %s); made unique with "
+                    "var_names_make_unique (SYMBOL-1, ...); the gene IDs are in var['gene_ids']",
+                    path, len(repeated), first_few(repeated))
+        adata.var_names_make_unique()
+    return adata
 
 
 def _read_loom(path: Path) -> anndata.AnnData:
@@ -199,7 +230,10 @@ def _read_table(path: Path, sep: str, orientation: str) -> anndata.AnnData:
     import anndata as ad
     import pandas as pd
 
-    df = pd.read_csv(path, sep=sep, index_col=0)
+    try:
+        df = pd.read_csv(path, sep=sep, index_col=0)
+    except UnicodeDecodeError:
+        raise InputError(f"line {_first_undecodable_line(path)}: not UTF-8 text; save the table as UTF-8", path) from None
     # pandas renames repeated header names (A, A.1); keep them as written so that
     # duplicate gene names are reported, not silently renamed
     header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
@@ -219,6 +253,20 @@ def _read_table(path: Path, sep: str, orientation: str) -> anndata.AnnData:
         obs=pd.DataFrame(index=pd.Index(df.index.astype(str), name=None)),
         var=pd.DataFrame(index=pd.Index(df.columns.astype(str), name=None)),
     )
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """The 1-based number of the first line of a (possibly gzipped) text file that is not UTF-8."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def layer_matrix(
@@ -413,6 +461,8 @@ def validate_gene_names(names: Sequence[str] | pd.Index, source: str | os.PathLi
     import pandas as pd
 
     names = pd.Index(names).astype(str)
+    if (names.str.strip() == "").any():
+        raise InputError(f"an empty gene name (gene {int(np.flatnonzero(names.str.strip() == '')[0]) + 1})", source)
     dup = names[names.duplicated()].unique()
     if len(dup):
         raise InputError(
@@ -479,6 +529,67 @@ def read_names(path: str | os.PathLike, what: str = "gene list") -> list[str]:
 def read_gene_list(path: str | os.PathLike) -> list[str]:
     """Gene names, one per line; '#' starts a comment, blank lines are skipped, whitespace stripped."""
     return read_names(path, "gene list")
+
+
+def read_network(path: str | os.PathLike, key: str = "gene_dag"):
+    """A learned network as a ``networkx.DiGraph``: gene names on nodes, weights on edges.
+
+    Parameters
+    ----------
+    path
+        A ``network.h5ad`` (``varp[key]``, row = regulator, column = target; every gene
+        becomes a node, with ``out_degree``, ``in_degree`` and ``has_targets``) or an
+        ``edges.tsv`` (``source``, ``target``, ``weight`` and optional further numeric
+        columns such as ``stability``; only genes with edges become nodes).
+    key
+        ``varp`` key of an ``.h5ad`` network.
+
+    Returns
+    -------
+    A DiGraph whose edges carry ``weight``, ``abs_weight`` and ``sign`` (``"+"``/``"-"``),
+    and ``stability`` where the network has it (``varp[key + "_stability"]`` or a
+    ``stability`` column).
+    """
+    import pandas as pd
+
+    from gene_dag.export import graph, network_matrix
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found" if not path.exists() else "not a file", path)
+    if _format_of(path) == ".h5ad":
+        adata = read_expression(path, backed=True, validate=False)
+        try:
+            W = network_matrix(adata, key, str(path))
+            G = graph(W, adata.var_names)
+            skey = f"{key}_stability"
+            if skey in adata.varp:
+                S = sp.csr_matrix(adata.varp[skey])
+                for u, v, attrs in G.edges(data=True):
+                    attrs["stability"] = float(S[adata.var_names.get_loc(u), adata.var_names.get_loc(v)])
+        finally:
+            adata.file.close()
+        return G
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"source": str, "target": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read as a tab-separated edge table ({one_line(exc)})", path) from exc
+    missing = [c for c in ("source", "target", "weight") if c not in table.columns]
+    if missing:
+        raise InputError(f"edge table lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, table.columns))})", path)
+    extra = [c for c in table.columns if c not in ("source", "target")]
+    for col in extra:
+        values = pd.to_numeric(table[col], errors="coerce")
+        if values.isna().any() or not np.isfinite(values).all():
+            raise InputError(f"column {col!r} holds non-numeric or non-finite values", path)
+        table[col] = values.astype(float)
+    import networkx as nx
+
+    G = nx.DiGraph()
+    for row in table.to_dict("records"):
+        source, target, w = row.pop("source"), row.pop("target"), row["weight"]
+        G.add_edge(source, target, **row, abs_weight=abs(w), sign="+" if w > 0 else "-")
+    return G
 
 
 # ---------------------------------------------------------------------------- writing

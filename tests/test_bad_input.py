@@ -465,3 +465,17 @@ def test_workflow_prior_for_a_group_that_does_not_exist_stops_before_any_solve(t
         {"tiny_gland": c["datasets"][0]["priors"]["groups"].pop("lungs")}))
     proc = snakemake(tmp_path, "--configfile", "config.yaml", "--until", "preprocess")
     assert proc.returncode == 0, output_of(proc)
+
+
+def test_expression_tables_bom_latin1_and_empty_gene_names(tmp_path):
+    from gene_dag.errors import InputError
+    from gene_dag.io import read_expression, validate_expression
+
+    (tmp_path / "bom.csv").write_bytes("\ufeffcell,G1,G2\nc1,1,2\nc2,3,5\n".encode())
+    assert list(read_expression(tmp_path / "bom.csv").var_names) == ["G1", "G2"]
+    (tmp_path / "latin1.csv").write_bytes("cell,G1,G2\nc1,1,2\nCAFÉ,3,5\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1\.csv: line 3: not UTF-8"):
+        read_expression(tmp_path / "latin1.csv")
+    blank = counts_adata(n_cells=(5,), n_genes=3, genes=["G1", " ", "G3"])
+    with pytest.raises(InputError, match=r"blank\.h5ad: an empty gene name \(gene 2\)"):
+        validate_expression(blank, "blank.h5ad")

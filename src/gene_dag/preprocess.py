@@ -207,7 +207,7 @@ def preprocess(
     if min_group_size < 1:
         raise ConfigError(f"min_group_size must be >= 1, got {min_group_size}")
 
-    adata = _lean_copy(adata)
+    adata = _lean_copy(adata, source)
     if values == "scaled":
         if min_genes > 0 or min_cells > 0:
             log.warning("%s: values: scaled, so the expression-based QC (min_genes, min_cells) is skipped", source)
@@ -298,13 +298,13 @@ def _check_expected_groups(expected: Iterable[str], slugs: dict[str, str], group
         )
 
 
-def _lean_copy(adata):
+def _lean_copy(adata, source: str = "data"):
     """A copy without what preprocessing invalidates or never uses (raw, obsp, most of uns)."""
     import anndata
 
     X = adata.X
     if X is None:
-        raise InputError("the matrix X is empty")
+        raise InputError("the matrix X is empty", source)
     if not sp.issparse(X):
         X = np.asarray(X)
     if X.dtype.kind != "f":

@@ -479,3 +479,28 @@ def test_expression_tables_bom_latin1_and_empty_gene_names(tmp_path):
     blank = counts_adata(n_cells=(5,), n_genes=3, genes=["G1", " ", "G3"])
     with pytest.raises(InputError, match=r"blank\.h5ad: an empty gene name \(gene 2\)"):
         validate_expression(blank, "blank.h5ad")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["datasets"][0].update(max_value=10), "config key datasets[0].max_value: is only used with scale: true"),
+        (lambda c: c["datasets"][0].update(values="log", target_sum=1e4),
+         "config key datasets[0].target_sum: is only used with values: counts"),
+        (lambda c: c["datasets"][0]["genes"].update(list="priors/regulators.txt"),
+         "config key datasets[0].genes.list: is only used with genes.method: list"),
+        (lambda c: c["datasets"][0]["priors"].update(regulators="priors"),
+         "config key datasets[0].priors.regulators: priors is a directory, not a file"),
+    ],
+    ids=["max_value-without-scale", "target_sum-without-counts", "list-without-method-list", "directory"],
+)
+def test_workflow_config_keys_that_would_be_ignored_are_errors(tmp_path, edit, message):
+    from test_workflow import edit_config, output_of, prepare, snakemake
+
+    prepare(tmp_path)
+    edit_config(tmp_path, edit)
+    proc = snakemake(tmp_path, "--configfile", "config.yaml")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in text, output_of(proc)
+    assert "Job stats" not in text and not (tmp_path / "results").exists()

@@ -77,8 +77,28 @@ DATASETS = {d["name"]: d for d in CONFIG["datasets"]}
 
 
 def _check_file(key, path):
+    if Path(path).is_dir():
+        _config_error(key, f"{path} is a directory, not a file")
     if not Path(path).is_file():
         _config_error(key, f"file not found: {path} (relative paths start at {os.getcwd()})")
+
+
+# A key that only matters together with another (key, its condition, the condition as a message).
+DEPENDENT_KEYS = (
+    ("max_value", lambda ds: ds["scale"], "is only used with scale: true"),
+    ("target_sum", lambda ds: ds["values"] == "counts", "is only used with values: counts"),
+    ("genes.list", lambda ds: ds["genes"]["method"] == "list", "is only used with genes.method: list"),
+    ("simulate.regulators", lambda ds: ds["simulate"]["graph"] == "tf", "is only used with simulate.graph: tf"),
+)
+
+
+def _has_key(ds, dotted):
+    node = ds
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def check_config():
@@ -110,6 +130,9 @@ def check_config():
                 _check_file(f"{key}.priors.groups[{group!r}].{kind}", path)
         if priors.get("groups") and "groupby" not in ds:
             _config_error(f"{key}.priors.groups", "per-group priors need a groupby column")
+        for dependent, applies, condition in DEPENDENT_KEYS:
+            if _has_key(ds, dependent) and not applies(ds):
+                _config_error(f"{key}.{dependent}", f"{condition}; it would be ignored")
         genes = ds["genes"]
         if genes["method"] == "list":
             if "list" not in genes:

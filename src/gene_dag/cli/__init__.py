@@ -14,6 +14,7 @@ import pkgutil
 import sys
 
 from gene_dag.errors import GeneDagError
+from gene_dag.signals import Interrupted, stop_on_signals
 
 log = logging.getLogger("gene_dag")
 
@@ -40,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        status = args.func(args)
+        with stop_on_signals():
+            status = args.func(args)
     except GeneDagError as exc:
         print(f"gene-dag {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        # temporaries are gone (finally blocks ran); the step's own log says what was kept
+        print(f"gene-dag {args.command}: {exc}; no output written", file=sys.stderr)
+        return exc.exit_status
     return int(status or 0)
 
 

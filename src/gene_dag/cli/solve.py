@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
+
+from gene_dag.cli._types import MAX_SEED, nonnegative_float, positive_float, seed
 
 log = logging.getLogger("gene_dag.solve")
 
@@ -22,25 +25,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="use this layer instead of X ('raw' for .raw.X)")
     p.add_argument("--regulators", help="file with one regulator gene name per line")
     p.add_argument("--prior", help="TSV with source, target, type[, weight]")
-    p.add_argument("--lambda1", type=float, default=0.02, help="L1 penalty (default 0.02)")
-    p.add_argument("--w-threshold", type=float, default=0.3, help="|w| threshold (default 0.3)")
+    p.add_argument("--lambda1", type=nonnegative_float, default=0.02, help="L1 penalty (default 0.02)")
+    p.add_argument("--w-threshold", type=nonnegative_float, default=0.3, help="|w| threshold (default 0.3)")
     p.add_argument("--acyclicity", choices=["auto", "expm", "logdet", "spectral"], default="auto")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--memory-gb", type=float, default=2.0, help="memory budget for blocks (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-gb", type=positive_float, default=2.0, help="memory budget for blocks (default 2)")
+    p.add_argument("--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)")
     p.add_argument("--checkpoint", help="directory for checkpoints; a rerun resumes from it")
-    p.add_argument("--checkpoint-interval", type=float, default=60.0,
+    p.add_argument("--checkpoint-interval", type=nonnegative_float, default=60.0,
                    help="seconds between checkpoints (default 60)")
-    p.add_argument("--max-time", type=float, help="stop after S seconds with the best DAG so far")
+    p.add_argument("--max-time", type=nonnegative_float,
+                   help="stop after S seconds with the best DAG so far (the checkpoint is kept: a rerun resumes)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gene_dag import io
-    from gene_dag.tl import learn_dag
+    from gene_dag.signals import Interrupted
+    from gene_dag.solver.checkpoint import FILENAME
 
+    _check_arguments(args)
     start = time.monotonic()
     adata = io.read_expression(args.input, layer=args.layer)
+    try:
+        _learn(args, adata)
+    except Interrupted as exc:
+        if args.checkpoint and (Path(args.checkpoint) / FILENAME).is_file():
+            log.warning("%s: the solve's progress is saved in %s; run the same command again to resume",
+                        exc, args.checkpoint)
+        elif args.checkpoint:
+            log.warning("%s before the solver's first checkpoint; a rerun starts from the beginning", exc)
+        else:
+            log.warning("%s: no --checkpoint was given, so the progress is lost", exc)
+        raise
+    uns = adata.uns["gene_dag"]
+    uns["parameters"].update(input=str(args.input), layer=args.layer or "X")  # X holds the layer read
+    uns["run"]["total_wall_time_s"] = time.monotonic() - start
+    io.write_h5ad(adata, args.out)
+    run_info = uns["run"]
+    if args.checkpoint and run_info["converged"]:
+        from gene_dag.solver.checkpoint import Checkpointer
+
+        Checkpointer(args.checkpoint, "").clear()
+    elif args.checkpoint:
+        log.warning("not converged (time limit or iteration cap): the checkpoint in %s is kept; "
+                    "run the same command again to continue", args.checkpoint)
+    log.info("%s: %d edges among %d genes, converged %s, %.1f s", Path(args.out).name,
+             uns["run"]["n_edges"], adata.n_vars, run_info["converged"], run_info["total_wall_time_s"])
+    return 0
+
+
+def _learn(args: argparse.Namespace, adata) -> None:
+    from gene_dag.tl import learn_dag
+
     learn_dag(  # stores varp["gene_dag"] and uns["gene_dag"] as tl.learn_dag does for any AnnData
         adata,
         regulators=args.regulators,
@@ -55,15 +92,30 @@ def run(args: argparse.Namespace) -> int:
         max_time=args.max_time,
         checkpoint_interval=args.checkpoint_interval,
     )
-    uns = adata.uns["gene_dag"]
-    uns["parameters"].update(input=str(args.input), layer=args.layer or "X")  # X holds the layer read
-    uns["run"]["total_wall_time_s"] = time.monotonic() - start
-    io.write_h5ad(adata, args.out)
-    if args.checkpoint:
-        from gene_dag.solver.checkpoint import Checkpointer
 
-        Checkpointer(args.checkpoint, "").clear()
-    run_info = uns["run"]
-    log.info("%s: %d edges among %d genes, converged %s, %.1f s", Path(args.out).name,
-             uns["run"]["n_edges"], adata.n_vars, run_info["converged"], run_info["total_wall_time_s"])
-    return 0
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Everything that can be checked before the data are read, so no solve is lost to it."""
+    from gene_dag import io
+    from gene_dag.errors import ConfigError, InputError
+    from gene_dag.solver.checkpoint import FILENAME
+    from gene_dag.solver.core import resolve_device
+
+    io.check_output_path(args.out, [args.input])
+    if not str(args.out).lower().endswith(".h5ad"):
+        raise InputError("the output must be an .h5ad file", args.out)
+    for path in (args.regulators, args.prior):
+        if path is not None and not Path(path).is_file():
+            raise InputError("is a directory, not a file" if Path(path).is_dir() else "file not found", path)
+    if args.checkpoint is not None:
+        ckpt = Path(args.checkpoint)
+        if ckpt.exists() and not ckpt.is_dir():
+            raise InputError("--checkpoint must name a directory, and this is a file", ckpt)
+        if ckpt.exists() and not os.access(ckpt, os.W_OK | os.X_OK):
+            raise InputError("checkpoint directory is not writable", ckpt)
+        if not ckpt.exists():
+            io.check_output_path(ckpt / FILENAME)  # its nearest existing parent must be writable
+    try:
+        resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"--device {args.device}: {exc}") from None

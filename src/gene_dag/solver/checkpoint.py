@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,13 +35,26 @@ class Checkpointer:
     def path(self) -> Path | None:
         return None if self.dir is None else self.dir / FILENAME
 
-    def load(self) -> dict | None:
-        """The saved state for this problem, or None."""
+    def load(self, validate: Callable[[dict], str | None] | None = None) -> dict | None:
+        """The saved state for this problem, or None (a fresh start).
+
+        An unreadable, empty or foreign file, or one ``validate`` rejects (it returns the
+        reason, e.g. a wrong shape), is reported as a WARNING and ignored, never unpickled
+        as code (``weights_only``) and never fatal.
+        """
         if self.path is None or not self.path.is_file():
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, empty, not a torch file, pickled code ...
+            log.warning("checkpoint %s cannot be read (%s); starting fresh", self.path, " ".join(str(exc).split())[:200])
+            return None
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             log.warning("checkpoint %s belongs to another problem or settings; starting fresh", self.path)
+            return None
+        problem = validate(state) if validate is not None else None
+        if problem:
+            log.warning("checkpoint %s does not fit this problem (%s); starting fresh", self.path, problem)
             return None
         log.info("resuming from checkpoint %s (stage %s)", self.path, state.get("stage"))
         return state
@@ -53,11 +68,25 @@ class Checkpointer:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{FILENAME}.{os.getpid()}.tmp"
-        torch.save({**state, "fingerprint": self.fingerprint}, tmp)
-        os.replace(tmp, self.path)
+        try:
+            torch.save({**state, "fingerprint": self.fingerprint}, tmp)
+            os.replace(tmp, self.path)
+        finally:  # interrupted or failed mid-write: leave no temporary behind
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         self._last = now
         self.saves += 1
 
     def clear(self) -> None:
+        """Remove the checkpoint (after a converged run whose output is written)."""
         if self.path is not None and self.path.exists():
             self.path.unlink()
+
+
+def snapshot(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy that later in-place updates of ``tensor`` cannot reach.
+
+    Checkpointed state must describe one consistent moment: a view of the live weights
+    would be saved half-updated if a signal arrives between two writes to them.
+    """
+    return tensor.detach().to("cpu", copy=True)

@@ -34,7 +34,7 @@ import torch
 
 from gene_dag.prior import EdgeMask
 from gene_dag.solver.acyclicity import choose_acyclicity
-from gene_dag.solver.checkpoint import Checkpointer
+from gene_dag.solver.checkpoint import Checkpointer, snapshot
 from gene_dag.solver.constrained import ALSettings, ComponentBatch, solve_components
 from gene_dag.solver.lasso import batched_lasso, lipschitz
 from gene_dag.solver.postprocess import strong_components, threshold_to_dag
@@ -84,12 +84,25 @@ class SolveResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
+    """``auto`` -> cuda when torch sees a GPU, else cpu; ``cuda`` without a GPU is an error.
+
+    Device numbering is left to ``CUDA_VISIBLE_DEVICES`` (set by SLURM for the GPUs a job
+    was given): ``cuda`` is the first visible device.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            import os
+
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+            raise ValueError(f"device {name!r} requested but torch sees no CUDA device (torch {torch.__version__}, "
+                             f"{build}; CUDA_VISIBLE_DEVICES={visible})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
 
 
 def _pow2(n: int) -> int:
@@ -184,7 +197,11 @@ def _closes_required_cycle(mask: EdgeMask) -> sp.csr_matrix:
 
 
 def fingerprint(cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask, s: SolverSettings) -> str:
-    """Hash of data and settings, so a checkpoint only resumes the same problem."""
+    """Hash of data and settings, so a checkpoint only resumes the same problem.
+
+    The device enters as resolved (``auto`` on a CPU-only machine is ``cpu``): a run
+    started with ``--device auto`` resumes with ``--device cpu`` on the same machine.
+    """
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(cov_rows, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(variances, dtype=np.float64).tobytes())
@@ -193,6 +210,7 @@ def fingerprint(cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask, s: 
         coo = m.tocoo()
         h.update(coo.row.tobytes() + coo.col.tobytes() + np.asarray(coo.data, dtype=np.float64).tobytes())
     settings = {k: v for k, v in asdict(s).items() if k not in ("max_time", "checkpoint_interval")}
+    settings["device"] = str(resolve_device(s.device))
     h.update(repr(sorted(settings.items())).encode())
     return h.hexdigest()[:16]
 
@@ -221,25 +239,38 @@ def solve(
     t0 = time.monotonic()
     deadline = None if s.max_time is None else t0 + s.max_time
     prob = _Problem(cov_rows, variances, mask, s)
+    if s.device == "auto":
+        log.info("device auto: solving on %s%s", prob.device, "" if prob.device.type == "cuda" else
+                 " (torch sees no CUDA device)")
     ckpt = Checkpointer(checkpoint_dir, fingerprint(cov_rows, variances, mask, s), s.checkpoint_interval)
-    state = ckpt.load() or {"stage": "lasso", "block": 0, "V": torch.zeros(prob.k, prob.d)}
+    state = ckpt.load(validate=lambda st: _state_problem(st, prob.k, prob.d)) or _fresh_state(prob)
     resumed = state["stage"] != "lasso" or state["block"] > 0
-    V = state["V"].to(prob.device)
+    V = state["V"].to(prob.device, copy=True)
     info: dict = {"device": str(prob.device), "n_genes": prob.d, "n_regulators": prob.k, "resumed": resumed}
 
     core_rows = _cycle_core(prob)
     info["n_core"] = int(core_rows.size)
     timed_out = False
-    if state["stage"] == "lasso":
-        if s.decompose or core_rows.size == 0:
-            # a core solved whole starts its central path at 0: its lasso would be wasted
-            whole = s.decompose and 0 < core_rows.size <= s.full_core_max
-            skip = prob.R[core_rows] if whole else np.zeros(0, dtype=np.int64)
-            timed_out = _lasso_stage(prob, V, np.setdiff1d(np.arange(prob.d), skip), state, ckpt, deadline, info)
-        state.update(stage="core", round=0, bucket=0, V=V.cpu())
+    try:
+        if state["stage"] == "lasso":
+            if s.decompose or core_rows.size == 0:
+                # a core solved whole starts its central path at 0: its lasso would be wasted
+                whole = s.decompose and 0 < core_rows.size <= s.full_core_max
+                skip = prob.R[core_rows] if whole else np.zeros(0, dtype=np.int64)
+                columns = np.setdiff1d(np.arange(prob.d), skip)
+                timed_out = _lasso_stage(prob, V, columns, state, ckpt, deadline, info)
+            if not timed_out:
+                state.update(stage="core", round=0, bucket=0, V=snapshot(V))
+                ckpt.save(state, force=True)
+        if not timed_out and core_rows.size:
+            timed_out = _core_stage(prob, V, core_rows, state, ckpt, deadline, info)
+    except BaseException:
+        # a stop signal (signals.Interrupted), Ctrl-C or a failure: keep the work done so
+        # far; ``state`` only ever holds snapshots taken at consistent points
         ckpt.save(state, force=True)
-    if not timed_out and core_rows.size:
-        timed_out = _core_stage(prob, V, core_rows, state, ckpt, deadline, info)
+        raise
+    if timed_out:
+        ckpt.save(state, force=True)
 
     W_cont = _to_gene_matrix(prob, V)
     required = _required_gene_matrix(prob)
@@ -254,6 +285,20 @@ def solve(
     log.info("solve done: %d edges, score %.6g, converged %s, %.1f s",
              W.nnz, info["score"], info["converged"], info["wall_time_s"])
     return SolveResult(W, W_cont, info)
+
+
+def _fresh_state(prob: _Problem) -> dict:
+    return {"stage": "lasso", "block": 0, "V": torch.zeros(prob.k, prob.d)}
+
+
+def _state_problem(state: dict, k: int, d: int) -> str | None:
+    """Why a checkpoint's state cannot be resumed for a k × d problem, or None when it can."""
+    if state.get("stage") not in ("lasso", "core") or not isinstance(state.get("block", 0), int):
+        return f"unknown stage {state.get('stage')!r}"
+    V = state.get("V")
+    if not isinstance(V, torch.Tensor) or tuple(V.shape) != (k, d):
+        return f"weights of shape {tuple(V.shape) if isinstance(V, torch.Tensor) else None}, expected {(k, d)}"
+    return None
 
 
 def _cycle_core(prob: _Problem) -> np.ndarray:
@@ -299,9 +344,11 @@ def _lasso_stage(prob: _Problem, V, columns: np.ndarray, state, ckpt, deadline, 
         iters += res.iterations
         converged &= res.converged
         log.info("lasso block %d/%d: %d iterations, converged %s", b + 1, len(blocks), res.iterations, res.converged)
-        state.update(block=b + 1, V=V.cpu())
+        out_of_time = deadline is not None and time.monotonic() > deadline
+        # a block cut short by the deadline is not done: a resumed run continues it
+        state.update(block=b if out_of_time and not res.converged else b + 1, V=snapshot(V))
         ckpt.save(state)
-        if deadline is not None and time.monotonic() > deadline:
+        if out_of_time:
             info.update(lasso_iterations=iters, lasso_converged=False)
             return True
     info.update(lasso_iterations=iters, lasso_converged=converged)
@@ -364,7 +411,7 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
                 return True
             for key in ("path_bucket", "path_stage", "path_V"):
                 state.pop(key, None)
-            state.update(bucket=bi + 1, V=V.cpu())
+            state.update(bucket=bi + 1, V=snapshot(V))
             ckpt.save(state)
         converged_all = ok
         if active_set and s.refit:
@@ -387,7 +434,7 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
         active |= viol
         tried |= viol
         state.update(round=rnd + 1, bucket=0, active=torch.as_tensor(active), tried=torch.as_tensor(tried),
-                     dirty=torch.as_tensor(dirty), V=V.cpu())
+                     dirty=torch.as_tensor(dirty), V=snapshot(V))
         ckpt.save(state)
         if not dirty.any() or not s.decompose:
             break
@@ -630,7 +677,7 @@ def _solve_bucket(prob, V, bucket, universe, active, pen, sign, algo, deadline, 
         log.info("resuming the central path of bucket %d after stage %d", bucket_index, start)
 
     def on_stage(stage: int, Vb: torch.Tensor) -> None:
-        state.update(path_bucket=bucket_index, path_stage=stage, path_V=Vb.cpu())
+        state.update(path_bucket=bucket_index, path_stage=stage, path_V=snapshot(Vb))
         ckpt.save(state)
 
     res = solve_components(batch, ALSettings(acyclicity=algo, schedule=s.schedule, inner=s.inner,

@@ -289,3 +289,19 @@ def test_threshold_to_dag_keeps_required_edges_below_threshold():
     dag, info = threshold_to_dag(W, 0.3, required)
     assert edges(dag) == {(0, 2), (1, 2)}
     assert dag[1, 2] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"lambda1": float("nan")}, "lambda1 must be a finite number"),
+        ({"lambda1": float("inf")}, "lambda1 must be a finite number"),
+        ({"w_threshold": float("nan")}, "w_threshold must be a finite number"),
+        ({"memory_gb": float("inf")}, "memory_gb must be a finite number"),
+        ({"seed": 2**70}, "seed must be between 0 and 2**63 - 1"),
+        ({"max_time": -1.0}, "max_time and checkpoint_interval must be >= 0"),
+    ],
+)
+def test_non_finite_or_out_of_range_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message.replace("*", r"\*")):
+        fit(dataset("er10"), device="cpu", **options)

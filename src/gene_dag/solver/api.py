@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import math
 import platform
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -38,6 +39,13 @@ def settings_from(**options: Any) -> SolverSettings:
     if unknown:
         raise ConfigError(f"unknown solver option(s): {', '.join(unknown)}")
     s = SolverSettings(**options)
+    for name, value in asdict(s).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, not {value}")
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 2**63 - 1:
+            raise ConfigError(f"{name} must be between 0 and 2**63 - 1, not {value}")
+    if s.max_time is not None and s.max_time < 0 or s.checkpoint_interval < 0:
+        raise ConfigError("max_time and checkpoint_interval must be >= 0")
     if s.lambda1 < 0 or s.w_threshold < 0:
         raise ConfigError("lambda1 and w_threshold must be >= 0")
     if s.memory_gb <= 0:

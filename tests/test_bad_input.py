@@ -504,3 +504,13 @@ def test_workflow_config_keys_that_would_be_ignored_are_errors(tmp_path, edit, m
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0 and message in text, output_of(proc)
     assert "Job stats" not in text and not (tmp_path / "results").exists()
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, data):
+    fails(capsys, ["select", data, "--out", "/proc/gene-dag-test/s.h5ad", "--method", "all"],
+          "/proc/gene-dag-test/s.h5ad", "cannot")
+    unlabelled = counts_adata()
+    unlabelled.obs["tissue"] = pd.Categorical([None] * unlabelled.n_obs, categories=["A"])
+    unlabelled.write_h5ad(tmp_path / "nolabel.h5ad")
+    fails(capsys, preprocess_args(tmp_path / "nolabel.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
+          "no cell has a 'tissue' label")

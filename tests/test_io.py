@@ -260,7 +260,7 @@ def test_atomic_write_success_and_failure(tmp_path):
             super().write_h5ad(filename, **kw)
             raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match=r"fresh\.h5ad: cannot write it \(OSError: disk full\)"):
         io.write_h5ad(Broken(X=VALUES), fresh)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
 

@@ -602,19 +602,25 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     The temporary name is hidden (leading dot), unique, and ends with the suffix of
     ``path`` so writers that check the extension work. It is not created here (the
     writer creates it, with the usual permissions). On any exception it is removed
-    and ``path`` is left as it was. Parent directories are created.
+    and ``path`` is left as it was. Parent directories are created. An OSError (no such
+    folder, no permission, disk full) becomes an InputError naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create its folder ({one_line(exc)})", path) from exc
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         yield tmp
         if not tmp.exists():
-            raise FileNotFoundError(f"{path}: the writer produced no file")
+            raise RuntimeError(f"{path}: the writer produced no file")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write it ({one_line(exc)})", path) from exc
         raise
 
 

@@ -278,6 +278,8 @@ def preprocess(
         rows.append({**row, "n_genes": sub.n_vars, "status": "kept", "reason": ""})
 
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    if not names:
+        raise InputError(f"no cell has a {groupby!r} label, so there is no group to learn a network on", source)
     if not groups:
         detail = "; ".join(f"{r['group']}: {r['reason']}" for r in rows)
         raise InputError(f"no group is left to learn a network on ({detail})", source)

@@ -514,3 +514,17 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, data):
     unlabelled.write_h5ad(tmp_path / "nolabel.h5ad")
     fails(capsys, preprocess_args(tmp_path / "nolabel.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
           "no cell has a 'tissue' label")
+
+
+def test_export_and_evaluate_refuse_malformed_side_inputs(tmp_path, capsys):
+    net = network_adata()
+    net.write_h5ad(tmp_path / "net.h5ad")
+    (tmp_path / "report.json").write_text("[1, 2]\n")
+    fails(capsys, ["export", tmp_path / "net.h5ad", "--summary", tmp_path / "s.json", "--prior-report",
+                   tmp_path / "report.json"], f"{tmp_path / 'report.json'}: the prior report is a JSON list")
+    net.varp["gene_dag"] = sp.csr_matrix(np.where(net.varp["gene_dag"].toarray() > 0, np.nan, 0).astype(np.float32))
+    net.write_h5ad(tmp_path / "nan.h5ad")
+    (tmp_path / "truth.tsv").write_text("source\ttarget\nG00\tG01\n")
+    fails(capsys, ["evaluate", tmp_path / "nan.h5ad", "--truth", tmp_path / "truth.tsv"],
+          f"{tmp_path / 'nan.h5ad'}: varp['gene_dag'] holds NaN or infinite weights")
+    assert not (tmp_path / "s.json").exists()

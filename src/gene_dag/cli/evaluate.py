@@ -81,6 +81,7 @@ def _is_h5ad(path: Path) -> bool:
 
 def _read_varp(path: Path, key: str):
     """(adjacency as CSR, gene names) from ``varp[key]`` of an .h5ad, without loading X."""
+    import numpy as np
     import scipy.sparse as sp
 
     from gene_dag.io import read_expression, validate_gene_names
@@ -91,7 +92,10 @@ def _read_varp(path: Path, key: str):
         if key not in adata.varp:
             have = ", ".join(adata.varp.keys()) or "none"
             raise InputError(f"no varp[{key!r}] (varp keys: {have})", path)
-        return sp.csr_matrix(adata.varp[key]), adata.var_names.copy()
+        W = sp.csr_matrix(adata.varp[key])
+        if W.nnz and not np.isfinite(W.data).all():
+            raise InputError(f"varp[{key!r}] holds NaN or infinite weights", path)
+        return W, adata.var_names.copy()
     finally:
         adata.file.close()
 

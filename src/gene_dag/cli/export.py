@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
             report = json.loads(text)
         except ValueError as exc:
             raise InputError(f"cannot read the prior report as JSON ({io.one_line(exc)})", args.prior_report) from None
+        if not isinstance(report, dict):
+            raise InputError(f"the prior report is a JSON {type(report).__name__}, not an object", args.prior_report)
     extra = {k: v for k, v in (("dataset", args.dataset), ("group", args.group)) if v is not None}
     adata = io.read_expression(args.input)
     export_network(

@@ -186,7 +186,6 @@ def preprocess(
     scale_values: bool = False,
     max_value: float | None = None,
     truth_key: str = "true_dag",
-    expected_groups: Iterable[str] = (),
     source: str = "data",
 ) -> tuple[list[Group], pd.DataFrame]:
     """QC, normalise and split ``adata``; returns the kept groups and a manifest of all groups.
@@ -196,9 +195,7 @@ def preprocess(
     Cells with no group label are dropped (and counted in the log). Each kept group's
     AnnData has the processed values in ``X``, the raw counts in ``layers["counts"]``
     when the input was counts, no ``raw``, and ``uns["gene_dag_preprocess"]`` saying
-    what was done. ``expected_groups`` (names or slugs, such as the groups a per-group
-    prior is given for) must each match a group found, else InputError listing the groups
-    found. Raises InputError when no group is left.
+    what was done. Raises InputError when no group is left.
     """
     check_values(adata, values, source)
     if groupby is not None and groupby not in adata.obs.columns:
@@ -233,7 +230,6 @@ def preprocess(
             names = sorted({str(v) for v in labels.dropna()})
         labels = labels.map(lambda v: None if v is None else str(v))
     slugs = group_slugs(names)
-    _check_expected_groups(expected_groups, slugs, groupby, source)
     has_truth = truth_key in adata.varp
     params = {
         "source": str(source),
@@ -284,20 +280,6 @@ def preprocess(
         detail = "; ".join(f"{r['group']}: {r['reason']}" for r in rows)
         raise InputError(f"no group is left to learn a network on ({detail})", source)
     return groups, manifest
-
-
-def _check_expected_groups(expected: Iterable[str], slugs: dict[str, str], groupby: str | None, source: str) -> None:
-    """Every expected group name or slug is among the groups found (a prior for a typo is never silently unused)."""
-    known = set(slugs) | set(slugs.values())
-    unknown = [str(g) for g in dict.fromkeys(expected) if str(g) not in known]
-    if unknown:
-        found = ", ".join(f"{n!r}" + (f" (slug {s})" if s != n else "") for n, s in slugs.items())
-        column = f"obs[{groupby!r}]" if groupby else "the data (not split by group)"
-        raise InputError(
-            f"a per-group prior is given for {', '.join(map(repr, unknown))}, but {column} has no such group "
-            f"(groups found: {found})",
-            source,
-        )
 
 
 def _lean_copy(adata, source: str = "data"):

@@ -181,8 +181,6 @@ def preprocess_args(wildcards):
     for key, flag in (("layer", "--layer"), ("groupby", "--groupby"), ("target_sum", "--target-sum")):
         if key in ds:
             args += [flag, ds[key]]
-    for group in ds["priors"].get("groups", {}):  # preprocess fails if one matches no group
-        args += ["--prior-group", group]
     if ds["scale"]:
         args.append("--scale")
         if "max_value" in ds:
@@ -203,7 +201,24 @@ def manifest(dataset_name):
     """The groups table of a dataset (runs, or waits for, its preprocess checkpoint)."""
     path = checkpoints.preprocess.get(dataset=dataset_name).output.manifest
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    check_group_priors(dataset_name, table)
     return table
+
+
+def check_group_priors(dataset_name, table):
+    """Every priors.groups key names a group found by preprocess (by name or slug): a prior is never silently unused.
+
+    Runs once the checkpoint's manifest exists, before any job of the dataset's groups.
+    """
+    keys = DATASETS[dataset_name]["priors"].get("groups", {})
+    unknown = [k for k in keys if k not in set(table["group"]) | set(table["slug"])]
+    if unknown:
+        index = list(DATASETS).index(dataset_name)
+        found = ", ".join(repr(g) for g in table["group"])
+        _config_error(
+            f"datasets[{index}].priors.groups",
+            f"{', '.join(map(repr, unknown))} match(es) no group of dataset {dataset_name} (groups found: {found})",
+        )
 
 
 def kept_groups(dataset_name):

@@ -43,14 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-cells", type=nonnegative_int, default=0, metavar="N", help="QC: drop genes expressed in fewer cells")
     p.add_argument("--target-sum", type=positive_float, default=None, metavar="F", help="normalize_total target (default: median)")
     p.add_argument("--scale", action="store_true", help="scale every gene to unit variance within its group")
-    p.add_argument(
-        "--prior-group",
-        action="append",
-        default=[],
-        metavar="GROUP",
-        help="a group (name or slug) that a per-group prior is given for; it must be among the groups "
-        "found, else nothing is written (repeatable)",
-    )
     p.add_argument("--max-value", type=positive_float, default=None, metavar="F", help="clip scaled values at F")
     p.set_defaults(func=run)
 
@@ -73,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
             target_sum=args.target_sum,
             scale_values=args.scale,
             max_value=args.max_value,
-            expected_groups=args.prior_group,
             source=str(args.input),
         )
         for group in groups:

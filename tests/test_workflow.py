@@ -33,8 +33,12 @@ FORBIDDEN = [("G00", "G06"), ("G01", "G07")]  # both are true edges: only the pr
 GROUP_FILES = [
     "selected.h5ad", "prior/regulators.txt", "prior/prior_edges.tsv", "prior/prior_report.json",
     "solved.h5ad", "network.h5ad", "edges.tsv", "network.graphml", "summary.json", "metrics.json",
+    "figures/network.png", "figures/degree.png", "figures/convergence.png", "figures/regulators.tsv",
+    "figures/facts.tsv", "effects/effects.tsv", "effects/effects.png", "effects/knockout.tsv",
+    "effects/knockout.png",
 ]  # fmt: skip
-GROUP_LOGS = ["select", "prior", "solve", "export", "evaluate"]
+GROUP_LOGS = ["select", "prior", "solve", "export", "evaluate", "figures", "effects", "knockout"]
+EFFECTS = {"genes": ["G00", "G01", "NOT_A_GENE"], "knockout": ["G00"]}  # absent genes are skipped
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +110,7 @@ def write_config(workdir: Path, **solver) -> None:
                     "edges": "priors/edges.tsv",
                     "groups": {"lung": {"regulators": "priors/lung_regulators.txt"}},
                 },
+                "effects": EFFECTS,
             }
         ],
     }
@@ -225,6 +230,58 @@ def test_run_prints_the_summary_with_accuracy(run):
     assert "gene-dag: 2 network(s)" in proc.stderr + proc.stdout
 
 
+def test_tl_learn_dag_gives_the_workflow_edges(run):
+    from gene_dag import tl
+
+    workdir, _ = run
+    base = group_dir(workdir, "liver")
+    adata = anndata.read_h5ad(base / "selected.h5ad")
+    tl.learn_dag(adata, regulators=str(base / "prior/regulators.txt"), prior=str(base / "prior/prior_edges.tsv"),
+                 lambda1=0.05, w_threshold=0.1, acyclicity="auto", device="cpu", max_time=60, seed=1)  # fmt: skip
+    net = anndata.read_h5ad(base / "network.h5ad")
+    assert edge_set(adata) == edge_set(net) and len(edge_set(net)) >= 3
+    np.testing.assert_allclose(adata.varp["gene_dag"].toarray(), net.varp["gene_dag"].toarray(), atol=1e-5)
+    assert set(adata.uns["gene_dag"]["run"]) <= set(net.uns["gene_dag"]["run"])
+
+
+def test_effects_and_knockout_rules_match_tl(run):
+    from gene_dag import tl
+
+    workdir, _ = run
+    for slug in GROUPS.values():
+        base = group_dir(workdir, slug)
+        net = anndata.read_h5ad(base / "network.h5ad")
+        table = pd.read_csv(base / "effects/effects.tsv", sep="\t")
+        assert set(table["intervened"]) <= {"G00", "G01"} and len(table) > 0
+        tl.effects(net, ["G00", "G01"])
+        for row in table.itertuples():
+            assert row.total_effect == pytest.approx(net.varm["effects"].loc[row.gene, row.intervened], rel=1e-6)
+        ko = pd.read_csv(base / "effects/knockout.tsv", sep="\t").set_index("gene")
+        assert ko.loc["G00", "predicted"] == pytest.approx(0.0, abs=1e-6)
+        tl.knockout(net, ["G00"])
+        shift = net.uns["knockout"]["shift"]["all"]
+        np.testing.assert_allclose(ko["shift"].to_numpy(), shift.loc[ko.index].to_numpy(), rtol=1e-5, atol=1e-7)
+        assert "NOT_A_GENE" in (workdir / "logs/toy" / slug / "effects.log").read_text()
+
+
+def test_report_has_one_section_per_group(run):
+    workdir, _ = run
+    proc = snakemake(workdir, "--configfile", "config.yaml", "--report", "report.html")
+    assert proc.returncode == 0, output_of(proc)
+    html = (workdir / "report.html").read_text()
+    start = html.index("var categories = ") + len("var categories = ")
+    categories = json.JSONDecoder().raw_decode(html[start:])[0]
+    assert list(categories) == ["toy"]
+    assert sorted(categories["toy"]) == sorted(GROUPS.values())
+    for slug, files in categories["toy"].items():
+        names = {"/".join(Path(f).parts[-2:]) for f in files}
+        assert names == {f for f in GROUP_FILES if f.startswith(("figures/", "effects/"))}, slug
+    facts = pd.read_csv(group_dir(workdir, "liver") / "figures/facts.tsv", sep="\t").set_index("what")["value"]
+    metrics = json.loads((group_dir(workdir, "liver") / "metrics.json").read_text())
+    assert float(facts["true positive rate (TPR)"]) == pytest.approx(metrics["tpr"])
+    assert "Causal gene regulatory networks learned by gene-dag" in html  # the workflow description
+
+
 # ----------------------------------------------------------------------------- reruns (order matters)
 
 
@@ -246,12 +303,14 @@ def test_changed_solver_parameter_reruns_solve_and_what_follows(run):
     proc = snakemake(workdir, "--configfile", "config.yaml")
     assert proc.returncode == 0, output_of(proc)
     assert jobs_run(proc) == {
-        "solve": 2, "export": 2, "evaluate": 2, "dataset_summary": 1, "summary": 1, "default": 1,
+        "solve": 2, "export": 2, "evaluate": 2, "figures": 2, "effects": 2, "knockout": 2,
+        "dataset_summary": 1, "report_index": 1, "summary": 1, "default": 1,
     }, output_of(proc)  # fmt: skip
     changed = {p.relative_to(workdir).as_posix() for p in files if p.stat().st_mtime_ns != before[p]}
     downstream = {"solved.h5ad", "network.h5ad", "edges.tsv", "network.graphml", "summary.json", "metrics.json"}
+    downstream |= {f for f in GROUP_FILES if f.startswith(("figures/", "effects/"))}
     expected = {f"results/toy/groups/{slug}/{name}" for slug in GROUPS.values() for name in downstream}
-    expected |= {"results/toy/summary.tsv", "results/summary.tsv"}
+    expected |= {"results/toy/summary.tsv", "results/summary.tsv", "results/toy/figures.tsv"}
     assert changed == expected
     for slug in GROUPS.values():
         net = anndata.read_h5ad(group_dir(workdir, slug) / "network.h5ad")

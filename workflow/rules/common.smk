@@ -17,7 +17,8 @@ RULES_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
 SCHEMA = RULES_DIR.parent / "schemas" / "config.schema.yaml"
 BUNDLED_PREFIX = "scanpy:"
 BUNDLED = ("pbmc68k_reduced", "krumsiek11")  # as gene_dag.io.BUNDLED_DATASETS (no download)
-INPUT_SUFFIXES = (".h5ad", ".loom", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+INPUT_SUFFIXES = (".h5ad", ".loom", ".csv", ".tsv", ".csv.gz", ".tsv.gz", ".h5")  # .h5: 10x Genomics
+MTX_FILES = ("matrix.mtx", "matrix.mtx.gz")  # a folder holding one of these is a 10x Matrix Market input
 
 # For `--sdm conda`: envs/gene_dag.yaml installs this source tree with pip (`-e ${GENE_DAG_SRC}`).
 os.environ.setdefault("GENE_DAG_SRC", str(RULES_DIR.parents[1]))
@@ -117,9 +118,14 @@ def check_config():
                     f"unknown bundled dataset {source}; available: "
                     + ", ".join(BUNDLED_PREFIX + name for name in BUNDLED),
                 )
+        elif source is not None and Path(source).is_dir():
+            if not any((Path(source) / name).is_file() for name in MTX_FILES):
+                _config_error(f"{key}.input", f"{source}: a folder, but without {' or '.join(MTX_FILES)} (10x Matrix Market)")
         elif source is not None:
             if not source.lower().endswith(INPUT_SUFFIXES):
-                _config_error(f"{key}.input", f"{source}: not one of {', '.join(INPUT_SUFFIXES)}")
+                _config_error(
+                    f"{key}.input", f"{source}: not one of {', '.join(INPUT_SUFFIXES)} or a 10x Matrix Market folder"
+                )
             _check_file(f"{key}.input", source)
         priors = ds["priors"]
         for kind in ("regulators", "edges"):
@@ -377,6 +383,46 @@ def dataset_summary_inputs(wildcards):
     }
 
 
+FIGURES = ("network.png", "degree.png", "convergence.png", "regulators.tsv", "facts.tsv")
+
+
+def figures_inputs(wildcards):
+    """The network of a group, and its metrics where the data carry a true graph."""
+    base = group_dir(wildcards.dataset, wildcards.group)
+    files = {"network": f"{base}/network.h5ad"}
+    if any(slug == wildcards.group and has_truth for _, slug, has_truth in kept_groups(wildcards.dataset)):
+        files["metrics"] = f"{base}/metrics.json"
+    return files
+
+
+def figures_metrics(wildcards, input):
+    return file_args(input, (("metrics", "--metrics"),))
+
+
+def knockout_args(wildcards):
+    """--genes, and --value or --fraction, of a dataset's effects.knockout settings."""
+    settings = dataset(wildcards)["effects"]
+    args = ["--genes", ",".join(settings["knockout"])]
+    args += ["--fraction", settings["fraction"]] if "fraction" in settings else ["--value", settings.get("value", 0)]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def report_index_inputs(wildcards):
+    """Every figure and table of a dataset: the figures of each group, and its effects when configured."""
+    settings = dataset(wildcards).get("effects", {})
+    files = []
+    for _, slug, _ in kept_groups(wildcards.dataset):
+        base = group_dir(wildcards.dataset, slug)
+        files += [f"{base}/figures/{name}" for name in FIGURES]
+        if settings.get("genes"):
+            files += [f"{base}/effects/effects.tsv", f"{base}/effects/effects.png"]
+        if settings.get("knockout"):
+            files += [f"{base}/effects/knockout.tsv", f"{base}/effects/knockout.png"]
+    return files
+
+
 # One summary per dataset, so that the preprocess checkpoints of all datasets run side by side.
 DATASET_SUMMARIES = [f"results/{name}/summary.tsv" for name in DATASETS]
-ALL_OUTPUTS = ["results/summary.tsv", *DATASET_SUMMARIES]
+# The figures of every dataset (and its effects, when configured): what `snakemake --report` shows.
+DATASET_FIGURES = [f"results/{name}/figures.tsv" for name in DATASETS]
+ALL_OUTPUTS = ["results/summary.tsv", *DATASET_SUMMARIES, *DATASET_FIGURES]

@@ -166,3 +166,28 @@ def test_import_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert callable(gene_dag.tl.effects) and callable(gene_dag.fit)
+
+
+def test_the_readme_analysis_snippet_runs(tmp_path, monkeypatch, capsys):
+    """The README's tl/pl snippet, unchanged, on a small network at the path it reads."""
+    import re
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("<!-- snippet:analyse-network -->", 1)[1].split("<!-- /snippet:analyse-network -->", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (path,) = re.findall(r"""read_h5ad\(\s*["']([^"']+\.h5ad)["']""", code)
+    W = np.zeros((5, 5))
+    W[0, 2], W[0, 3], W[1, 3], W[3, 4] = 0.9, -0.6, 0.4, 0.7  # SPI1 -> LYZ, CD14; IRF8 -> CD14 -> S100A8
+    adata = sem_adata(W, genes=["SPI1", "IRF8", "LYZ", "CD14", "S100A8"])
+    (tmp_path / path).parent.mkdir(parents=True)
+    adata.write_h5ad(tmp_path / path)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "S100A8" in out and "SPI1" in out
+    for name in ("spi1_network.png", "spi1_effects.png", "spi1_knockout.png"):
+        assert (tmp_path / name).stat().st_size > 5000

@@ -114,3 +114,19 @@ def test_effects_of_a_gene_without_targets_says_so(caplog):
     ax = pl.effects(adata, "MS4A1", show=False)
     assert any("no targets" in t.get_text() for t in ax.texts)
     assert "MS4A1 has no targets" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda a: pl.network(a, n_edges=0), "n_edges must be an integer >= 1"),
+        (lambda a: pl.network(a, genes=["NOPE"]), "not genes of the network: NOPE"),
+        (lambda a: pl.effects(a, "SPI1", n_top=-1), "n_top must be"),
+        (lambda a: pl.convergence(a, key="other"), "no solver record in uns\\['other'\\]"),
+    ],
+)
+def test_bad_arguments_are_named(call, message):
+    from gene_dag.errors import GeneDagError
+
+    with pytest.raises(GeneDagError, match=message):
+        call(net(0))

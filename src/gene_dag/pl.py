@@ -68,6 +68,13 @@ def _finish(ax: Axes, show: bool | None, save: str | Path | None, own_figure: bo
     return ax
 
 
+def _check_count(name: str, value: int, low: int = 1) -> None:
+    from gene_dag.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}")
+
+
 def _network(adata: AnnData, key: str) -> sp.csr_matrix:
     from gene_dag.tl import network
 
@@ -190,6 +197,8 @@ def network(
     """
     from matplotlib.lines import Line2D
 
+    _check_count("n_edges", n_edges)
+    _check_count("depth", depth, 0)
     W = _network(adata, key)
     stability_key = stability_key or (f"{key}_stability" if f"{key}_stability" in adata.varp else None)
     stability = sp.csr_matrix(adata.varp[stability_key]) if stability_key else None
@@ -360,6 +369,7 @@ def effects(
     from gene_dag import effects as fx
     from gene_dag.tl import gene_indices
 
+    _check_count("n_top", n_top)
     W = _network(adata, key)
     (i,) = gene_indices(adata, [gene])
     stored = adata.varm.get("effects") if "effects" in adata.varm else None
@@ -435,6 +445,7 @@ def knockout(
     """
     from gene_dag import tl
 
+    _check_count("n_top", n_top)
     genes = [genes] if isinstance(genes, str) else list(genes)
     result = tl.knockout(adata, genes, value=value, fraction=fraction, groupby=groupby, layer=layer, key=key,
                          key_added="_pl_knockout", copy=True).uns["_pl_knockout"]
@@ -459,8 +470,8 @@ def knockout(
             ax.legend(handles=[Patch(color=POSITIVE, label="goes up"), Patch(color=NEGATIVE, label="goes down")],
                       fontsize=8, frameon=False, loc="best")
     n_changed = max(result["n_changed"].values(), default=0)
-    ax.set_title(title or f"In-silico perturbation, {', '.join(genes)} {what}: top {len(shift)} of {n_changed} "
-                 "genes that change", fontsize=10, loc="left")
+    ax.set_title(title or f"In-silico perturbation: {', '.join(genes)} {what}\n"
+                 f"top {len(shift)} of the {n_changed} genes that change", fontsize=10, loc="left")
     return _finish(ax, show, save, own)
 
 

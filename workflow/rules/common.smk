@@ -20,7 +20,7 @@ BUNDLED = ("pbmc68k_reduced", "krumsiek11")  # as gene_dag.io.BUNDLED_DATASETS (
 INPUT_SUFFIXES = (".h5ad", ".loom", ".csv", ".tsv", ".csv.gz", ".tsv.gz", ".h5")  # .h5: 10x Genomics
 MTX_FILES = ("matrix.mtx", "matrix.mtx.gz")  # a folder holding one of these is a 10x Matrix Market input
 
-# For `--sdm conda`: envs/gene_dag.yaml installs this source tree with pip (`-e ${GENE_DAG_SRC}`).
+# For `--sdm conda`: workflow/envs/*.yaml install this source tree with pip (`-e ${GENE_DAG_SRC}`).
 os.environ.setdefault("GENE_DAG_SRC", str(RULES_DIR.parents[1]))
 
 
@@ -313,17 +313,40 @@ def solver_settings(dataset_name):
 
 
 def resource(rule_name, key):
-    """A function of the wildcards: the rule's resource, with the dataset's override if any."""
+    """A function of the wildcards: the rule's resource, with the dataset's override if any.
+
+    mem_mb grows with the attempt (attempt n asks for n x mem_mb), so that a job that ran out
+    of memory and is retried (`--retries`) gets more.
+    """
 
     def value(wildcards):
         own = DATASETS[wildcards.dataset].get("resources", {}).get(rule_name, {}) if "dataset" in wildcards.keys() else {}
         return own.get(key, CONFIG["resources"][rule_name][key])
 
-    return value
+    def memory(wildcards, attempt):
+        return value(wildcards) * attempt
+
+    return memory if key == "mem_mb" else value
+
+
+GPU_PARTITION = CONFIG["cluster"].get("gpu_partition")
 
 
 def solve_gpu(wildcards):
-    return 1 if solver_settings(wildcards.dataset)["device"] == "cuda" else 0
+    """1 GPU for a solve on cuda, or on auto when a GPU partition is configured; else none."""
+    device = solver_settings(wildcards.dataset)["device"]
+    return int(device == "cuda" or (device == "auto" and GPU_PARTITION is not None))
+
+
+def solve_cluster_resources():
+    """slurm_partition of solve jobs: cluster.gpu_partition for those that ask for a GPU.
+
+    Only when the key is set: a rule's own slurm_partition would hide the profile's default
+    partition, so without it solve jobs go where the profile or the cluster sends every job.
+    """
+    if GPU_PARTITION is None:
+        return {}
+    return {"slurm_partition": lambda wildcards: GPU_PARTITION if solve_gpu(wildcards) else None}
 
 
 def solve_settings(wildcards):

@@ -12,7 +12,7 @@ rule evaluate:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     shell:
         "gene-dag evaluate {input.network} --truth {input.truth} --out {output} > {log} 2>&1"
 
@@ -26,7 +26,7 @@ rule dataset_summary:
     log:
         "logs/{dataset}/summary.log",
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     script:
         "../scripts/summarize.py"
 
@@ -40,6 +40,6 @@ rule summary:
     log:
         "logs/summary.log",
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     script:
         "../scripts/summarize.py"

@@ -3,6 +3,9 @@ rule export:
     input:
         h5ad="results/{dataset}/groups/{group}/solved.h5ad",
         report="results/{dataset}/groups/{group}/prior/prior_report.json",
+        # The preprocess checkpoint: params look up the group name in its table, and a job
+        # run on its own (cluster executors) may only do that for a checkpoint it names.
+        groups="results/{dataset}/preprocess",
     output:
         h5ad="results/{dataset}/groups/{group}/network.h5ad",
         edges="results/{dataset}/groups/{group}/edges.tsv",
@@ -21,7 +24,7 @@ rule export:
         mem_mb=resource("export", "mem_mb"),
         runtime=resource("export", "runtime"),
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     shell:
         "gene-dag export {input.h5ad} --h5ad {output.h5ad} --edges {output.edges}"
         " --graphml {output.graphml} --summary {output.summary} --prior-report {input.report}"

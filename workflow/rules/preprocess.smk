@@ -16,6 +16,6 @@ checkpoint preprocess:
         mem_mb=resource("preprocess", "mem_mb"),
         runtime=resource("preprocess", "runtime"),
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     shell:
         "gene-dag preprocess {params.args} --outdir {output.groups} --manifest {output.manifest} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule prior:
         mem_mb=resource("prior", "mem_mb"),
         runtime=resource("prior", "runtime"),
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     shell:
         "gene-dag prior {input.h5ad} {params.args} --out-regulators {output.regulators}"
         " --out-edges {output.edges} --report {output.report} > {log} 2>&1"

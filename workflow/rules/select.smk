@@ -16,6 +16,6 @@ rule select:
         mem_mb=resource("select", "mem_mb"),
         runtime=resource("select", "runtime"),
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     shell:
         "gene-dag select {input.h5ad} --out {output} {params.settings} {params.files} > {log} 2>&1"

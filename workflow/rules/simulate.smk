@@ -11,6 +11,6 @@ rule simulate:
         mem_mb=resource("simulate", "mem_mb"),
         runtime=resource("simulate", "runtime"),
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/gene_dag.yaml"
     shell:
         "gene-dag simulate --out {output} {params.args} > {log} 2>&1"

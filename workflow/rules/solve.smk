@@ -4,6 +4,9 @@ rule solve:
         h5ad="results/{dataset}/groups/{group}/selected.h5ad",
         regulators="results/{dataset}/groups/{group}/prior/regulators.txt",
         edges="results/{dataset}/groups/{group}/prior/prior_edges.tsv",
+        # The preprocess checkpoint: params look up the group name in its table, and a job
+        # run on its own (cluster executors) may only do that for a checkpoint it names.
+        groups="results/{dataset}/preprocess",
     output:
         "results/{dataset}/groups/{group}/solved.h5ad",
     params:
@@ -20,8 +23,9 @@ rule solve:
         mem_mb=resource("solve", "mem_mb"),
         runtime=resource("solve", "runtime"),
         gpu=solve_gpu,
+        **solve_cluster_resources(),
     conda:
-        "../../envs/gene_dag.yaml"
+        "../envs/solve.yaml"
     shell:
         "gene-dag solve {input.h5ad} --out {output} {params.settings} {params.prior}"
         " --memory-gb {params.memory_gb}"

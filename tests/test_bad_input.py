@@ -415,6 +415,9 @@ def test_no_output_may_replace_an_input(tmp_path, capsys, data):
         fails(capsys, argv, "replace the input")
     fails(capsys, ["prior", net, "--out-regulators", tmp_path / "x", "--out-edges", tmp_path / "x",
                    "--report", tmp_path / "r.json"], "two different outputs")
+    (tmp_path / "link.h5ad").symlink_to(data)
+    fails(capsys, ["select", data, "--out", tmp_path / "link.h5ad", "--method", "all"], "replace the input")
+    before = snapshot(tmp_path)
     fails(capsys, ["simulate", "--out", tmp_path], "is a directory")
     fails(capsys, ["export", net, "--edges", regs / "e.tsv"], f"{regs} is not a directory")
     assert snapshot(tmp_path) == before
@@ -528,3 +531,16 @@ def test_export_and_evaluate_refuse_malformed_side_inputs(tmp_path, capsys):
     fails(capsys, ["evaluate", tmp_path / "nan.h5ad", "--truth", tmp_path / "truth.tsv"],
           f"{tmp_path / 'nan.h5ad'}: varp['gene_dag'] holds NaN or infinite weights")
     assert not (tmp_path / "s.json").exists()
+
+
+def test_a_binary_file_given_as_a_text_input_says_what_it_is(tmp_path, data):
+    import gzip
+
+    from gene_dag.errors import InputError
+    from gene_dag.prior import read_edge_prior, read_regulators
+
+    (tmp_path / "regs.txt.gz").write_bytes(gzip.compress(b"GATA1\n"))
+    with pytest.raises(InputError, match=r"regs\.txt\.gz: is gzip-compressed; decompress it"):
+        read_regulators(tmp_path / "regs.txt.gz")
+    with pytest.raises(InputError, match=r"data\.h5ad: is an HDF5 file \(\.h5ad\?\), but the edge prior must be plain text"):
+        read_edge_prior(data)

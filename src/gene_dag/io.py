@@ -489,6 +489,9 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read the {what} ({one_line(exc)})", path) from exc
+    for magic, kind in ((b"\x1f\x8b", "gzip-compressed; decompress it"), (b"\x89HDF", "an HDF5 file (.h5ad?)")):
+        if raw.startswith(magic):
+            raise InputError(f"is {kind}, but the {what} must be plain text", path)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -544,3 +544,15 @@ def test_a_binary_file_given_as_a_text_input_says_what_it_is(tmp_path, data):
         read_regulators(tmp_path / "regs.txt.gz")
     with pytest.raises(InputError, match=r"data\.h5ad: is an HDF5 file \(\.h5ad\?\), but the edge prior must be plain text"):
         read_edge_prior(data)
+
+
+def test_an_empty_first_field_of_an_edge_prior_is_not_shifted_away(tmp_path):
+    from gene_dag.errors import InputError
+    from gene_dag.prior import read_edge_prior
+
+    (tmp_path / "edges.tsv").write_text("source\ttarget\ttype\n\tGATA1\tforbidden\n")
+    with pytest.raises(InputError, match=r"edges\.tsv: line 2: empty source or target"):
+        read_edge_prior(tmp_path / "edges.tsv")
+    (tmp_path / "crlf.tsv").write_bytes(b"source\ttarget\ttype\tweight\r\nA\tB\tpositive\t\r\nA\tC\tnegative\t0.5\r\n")
+    table = read_edge_prior(tmp_path / "crlf.tsv")
+    assert table.values.tolist() == [["A", "B", "positive", 1.0], ["A", "C", "negative", 0.5]]

@@ -501,17 +501,19 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
         ) from None
 
 
-def read_lines(path: str | os.PathLike, what: str = "text file") -> list[tuple[int, str]]:
+def read_lines(path: str | os.PathLike, what: str = "text file", *, strip: bool = True) -> list[tuple[int, str]]:
     """``(line number, content)`` of each line of a text input that has content.
 
     Line numbers start at 1 and count every line of the file, as an editor shows them.
-    ``#`` starts a comment; surrounding whitespace is removed; lines left empty are skipped.
+    ``#`` starts a comment; lines with nothing else but whitespace are skipped. ``strip``:
+    remove surrounding whitespace (False keeps it, so that a table's empty first or last
+    field is not lost).
     """
     lines = []
     for number, line in enumerate(read_text(path, what).split("\n"), start=1):
-        content = line.split("#", 1)[0].strip()
-        if content:
-            lines.append((number, content))
+        content = line.split("#", 1)[0]
+        if content.strip():
+            lines.append((number, content.strip() if strip else content))
     return lines
 
 

@@ -37,9 +37,9 @@ def read_edge_prior(path: str | Path) -> pd.DataFrame:
     ignored; ``#`` starts a comment. Contradictory rows (see :func:`check_contradictions`)
     are an InputError naming the file and the line, counted as an editor shows them.
     """
-    from gene_dag.io import check_name, read_lines
+    from gene_dag.io import read_lines
 
-    lines = read_lines(path, "edge prior")
+    lines = read_lines(path, "edge prior", strip=False)
     if not lines:
         raise InputError("the edge prior is empty (it needs a header: source, target, type[, weight])", path)
     header_line, header_text = lines[0]
@@ -48,35 +48,14 @@ def read_edge_prior(path: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(
             f"line {header_line}: the header lacks column(s) {missing}; need source, target, type[, weight] "
-            f"separated by tabs (got {header_text[:80]!r})",
+            f"separated by tabs (got {header_text.strip()[:80]!r})",
             path,
         )
     repeated = sorted({c for c in header if header.count(c) > 1 and c})
     if repeated:
         raise InputError(f"line {header_line}: column(s) {repeated} appear twice in the header", path)
     column = {name: header.index(name) for name in ("source", "target", "type", "weight") if name in header}
-    rows = []
-    for number, text in lines[1:]:
-        fields = [f.strip() for f in text.split("\t")]
-        if len(fields) > len(header):
-            raise InputError(f"line {number}: {len(fields)} fields but the header has {len(header)}", path)
-        fields += [""] * (len(header) - len(fields))
-        source, target, kind = (fields[column[c]] for c in ("source", "target", "type"))
-        if not source or not target:
-            raise InputError(f"line {number}: empty source or target", path)
-        for name in (source, target):
-            check_name(name, path, "gene name", number)
-        kind = kind.lower()
-        if kind not in EDGE_TYPES:
-            raise InputError(f"line {number}: unknown edge type {kind!r}; allowed: {', '.join(EDGE_TYPES)}", path)
-        text_weight = fields[column["weight"]] if "weight" in column else ""
-        try:
-            weight = float(text_weight) if text_weight else np.nan
-        except ValueError:
-            weight = -1.0
-        if text_weight and not (np.isfinite(weight) and weight >= 0):
-            raise InputError(f"line {number}: weight must be a finite number >= 0, not {text_weight!r}", path)
-        rows.append((source, target, kind, weight, number))
+    rows = [(*_edge_row(text, number, header, column, path), number) for number, text in lines[1:]]
     table = pd.DataFrame(rows, columns=["source", "target", "type", "weight", "line"])
     loops = table["source"] == table["target"]
     if loops.any():
@@ -88,6 +67,34 @@ def read_edge_prior(path: str | Path) -> pd.DataFrame:
     check_contradictions(table, path, lines=table["line"].tolist(), explicit=table["weight"].notna().tolist())
     table = table.assign(weight=table["weight"].fillna(1.0).astype(float))
     return table[["source", "target", "type", "weight"]].reset_index(drop=True)
+
+
+def _edge_row(text: str, number: int, header: list[str], column: dict[str, int], path) -> tuple:
+    """``(source, target, type, weight)`` of one edge prior line; weight NaN when the line gives none."""
+    from gene_dag.io import check_name
+
+    fields = [f.strip() for f in text.split("\t")]
+    if len(fields) > len(header):
+        raise InputError(f"line {number}: {len(fields)} fields but the header has {len(header)}", path)
+    fields += [""] * (len(header) - len(fields))
+    source, target, kind = (fields[column[c]] for c in ("source", "target", "type"))
+    if not source or not target:
+        raise InputError(f"line {number}: empty source or target", path)
+    for name in (source, target):
+        check_name(name, path, "gene name", number)
+    kind = kind.lower()
+    if kind not in EDGE_TYPES:
+        raise InputError(f"line {number}: unknown edge type {kind!r}; allowed: {', '.join(EDGE_TYPES)}", path)
+    text_weight = fields[column["weight"]] if "weight" in column else ""
+    if not text_weight:
+        return source, target, kind, np.nan
+    try:
+        weight = float(text_weight)
+    except ValueError:
+        weight = np.nan
+    if not (np.isfinite(weight) and weight >= 0):
+        raise InputError(f"line {number}: weight must be a finite number >= 0, not {text_weight!r}", path)
+    return source, target, kind, weight
 
 
 def check_contradictions(

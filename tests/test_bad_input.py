@@ -556,3 +556,13 @@ def test_an_empty_first_field_of_an_edge_prior_is_not_shifted_away(tmp_path):
     (tmp_path / "crlf.tsv").write_bytes(b"source\ttarget\ttype\tweight\r\nA\tB\tpositive\t\r\nA\tC\tnegative\t0.5\r\n")
     table = read_edge_prior(tmp_path / "crlf.tsv")
     assert table.values.tolist() == [["A", "B", "positive", 1.0], ["A", "C", "negative", 0.5]]
+
+
+def test_qc_or_selection_leaving_too_few_genes_names_the_file(tmp_path, capsys, data):
+    fails(capsys, preprocess_args(data, tmp_path / "pre", tmp_path / "g.tsv") + ["--min-cells", "1000"],
+          str(data), "QC (min_genes=0, min_cells=1000) left 110 cells x 0 genes")
+    assert not (tmp_path / "pre").exists()
+    (tmp_path / "one.txt").write_text("G03\nNOT_A_GENE\n")
+    fails(capsys, ["select", data, "--out", tmp_path / "s.h5ad", "--method", "list", "--genes", tmp_path / "one.txt",
+                   "--no-force"], str(data), "gene selection kept 1 gene(s); a network needs at least 2")
+    assert not (tmp_path / "s.h5ad").exists()

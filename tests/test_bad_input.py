@@ -566,3 +566,14 @@ def test_qc_or_selection_leaving_too_few_genes_names_the_file(tmp_path, capsys, 
     fails(capsys, ["select", data, "--out", tmp_path / "s.h5ad", "--method", "list", "--genes", tmp_path / "one.txt",
                    "--no-force"], str(data), "gene selection kept 1 gene(s); a network needs at least 2")
     assert not (tmp_path / "s.h5ad").exists()
+
+
+def test_read_network_reads_an_edge_table_as_utf8(tmp_path):
+    from gene_dag.errors import InputError
+    from gene_dag.io import read_network
+
+    (tmp_path / "edges.tsv").write_bytes("\ufeffsource\ttarget\tweight\nGATA1\tSPI1\t0.5\n".encode())
+    assert list(read_network(tmp_path / "edges.tsv").edges) == [("GATA1", "SPI1")]
+    (tmp_path / "edges.tsv").write_bytes("source\ttarget\tweight\nCAFÉ\tSPI1\t0.5\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"edges\.tsv: line 2: not UTF-8"):
+        read_network(tmp_path / "edges.tsv")

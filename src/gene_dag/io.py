@@ -575,9 +575,12 @@ def read_network(path: str | os.PathLike, key: str = "gene_dag"):
         finally:
             adata.file.close()
         return G
+    from io import StringIO
+
+    text = read_text(path, "edge table")  # UTF-8 with a BOM dropped, like every text input
     try:
-        table = pd.read_csv(path, sep="\t", dtype={"source": str, "target": str}, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        table = pd.read_csv(StringIO(text), sep="\t", dtype={"source": str, "target": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"cannot read as a tab-separated edge table ({one_line(exc)})", path) from exc
     missing = [c for c in ("source", "target", "weight") if c not in table.columns]
     if missing:

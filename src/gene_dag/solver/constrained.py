@@ -91,6 +91,13 @@ class _Objective:
         self.h_fn = acyclicity_fn(name)
         self.spectral_state: dict | None = {} if name == "spectral" else None
         self.inv_scale = (1.0 / batch.col_scale).unsqueeze(1)  # (nb, 1, Q)
+        self.flops_per_step = self.step_flops(batch)
+
+    @staticmethod
+    def step_flops(batch: ComponentBatch) -> float:
+        """Flops of one value-and-gradient evaluation: the Gram product and the Q × Q LU."""
+        nb, P, C = batch.B.shape
+        return 2.0 * nb * (P * P * C + 10 * batch.q**3)
 
     def h(self, V: torch.Tensor, need_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         q = self.q
@@ -128,9 +135,7 @@ def solve_components(batch: ComponentBatch, settings: ALSettings) -> ALResult:
     Small batches run on one CPU thread: for tiny matrices, thread start-up and
     spinning cost far more than the arithmetic (see threads.py).
     """
-    nb, P, C = batch.B.shape
-    Q = batch.q
-    with threads_for(2.0 * nb * (P * P * C + 10 * Q**3), batch.V.device):
+    with threads_for(_Objective.step_flops(batch), batch.V.device):
         return _solve_components(batch, settings)
 
 
@@ -208,7 +213,10 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: ALSettings) -> ALResult:
             continue
         obj.logdet_s = sv if s.acyclicity == "logdet" else 1.0
         V, _ = _into_domain(obj, V)
-        V, _, its, _ = _inner_solve(obj, V, zero + 1.0 / mu, zero, running, s)
+        alpha = zero + 1.0 / mu
+        # the thread count is chosen again for every stage: the machine's load changes
+        with threads_for(obj.flops_per_step, V.device, probe=lambda: obj.value_grad(V, alpha, zero)):
+            V, _, its, _ = _inner_solve(obj, V, alpha, zero, running, s)
         inner_total += its
         h, _ = obj.h(V, need_grad=False)
         history.append({"stage": stage, "mu": mu, "max_h": float(h.max()), "evals": its})

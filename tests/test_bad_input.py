@@ -117,6 +117,8 @@ def test_preprocess_outputs_that_would_replace_the_input_or_are_not_directories(
     fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "data.h5ad" / "sub", tmp_path / "g.tsv"),
           "not a directory")
     fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path), "is a directory")
+    fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path / "pre" / "g.tsv"),
+          "lies inside --outdir")
     assert snapshot(tmp_path) == before
 
 

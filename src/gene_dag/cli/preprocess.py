@@ -51,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from gene_dag import io
     from gene_dag.preprocess import preprocess
 
+    from gene_dag.errors import InputError
+
     # every output is checked before any work: a directory gene-dag did not write is never replaced
     io.check_output_path(args.manifest, inputs=[args.input])
+    if args.outdir.resolve() in args.manifest.resolve().parents:
+        raise InputError("lies inside --outdir, which is replaced as a whole; write the manifest elsewhere", args.manifest)
     with io.atomic_output_dir(args.outdir, inputs=[args.input]) as tmpdir:
         adata = io.read_expression(args.input, layer=args.layer, orientation=args.orientation)
         groups, manifest = preprocess(
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for group in groups:
             io.write_h5ad(group.adata, tmpdir / f"{group.slug}.h5ad")
-    io.write_table(manifest, args.manifest)
+        io.write_table(manifest, args.manifest)  # inside: a failed write leaves the old directory in place
     kept = manifest["status"].eq("kept").sum()
     log.info("%d group(s) kept, %d skipped; manifest %s", kept, len(manifest) - kept, args.manifest)
     return 0

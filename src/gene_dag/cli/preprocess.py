@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from gene_dag.errors import InputError
 
     # every output is checked before any work: a directory gene-dag did not write is never replaced
+    io.check_output_dir(args.outdir, inputs=[args.input])
     io.check_output_path(args.manifest, inputs=[args.input])
     if args.outdir.resolve() in args.manifest.resolve().parents:
         raise InputError("lies inside --outdir, which is replaced as a whole; write the manifest elsewhere", args.manifest)

@@ -307,3 +307,33 @@ def test_interrupted_snakemake_run_resumes_the_solve(tmp_path):
     b = anndata.read_h5ad(group / slug / "network.h5ad")
     assert edges(a.varp["gene_dag"]) == edges(b.varp["gene_dag"])
     np.testing.assert_allclose(a.varp["gene_dag"].toarray(), b.varp["gene_dag"].toarray(), atol=1e-5)
+
+
+def test_a_stop_signal_during_an_output_write_leaves_nothing(tmp_path):
+    """Interrupted (what SIGTERM raises) unwinds through the atomic writers: no temporary, no output."""
+    from gene_dag import io
+    from gene_dag.signals import Interrupted
+
+    target = tmp_path / "net.h5ad"
+    with pytest.raises(Interrupted):
+        with io.atomic_write(target) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise Interrupted(signal.SIGTERM)
+    outdir = tmp_path / "groups"
+    with pytest.raises(Interrupted):
+        with io.atomic_output_dir(outdir) as tmp:
+            (tmp / "a.h5ad").write_bytes(b"x")
+            raise Interrupted(signal.SIGTERM)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_signals_raise_interrupted_and_handlers_are_restored():
+    from gene_dag.signals import Interrupted, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as info:
+        with stop_on_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts the sleep
+    assert info.value.exit_status == 143 and "SIGTERM" in str(info.value)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -90,3 +90,23 @@ def test_bad_input_exits_2_with_one_line(network_file, tmp_path, capsys, argv, m
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_plot_writes_figures_and_a_facts_table_with_metrics(network_file, tmp_path, capsys):
+    import json
+
+    path, _ = network_file
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"shd": 1, "tpr": 0.75, "fdr": 0.25, "auprc": 0.8}))
+    outdir = tmp_path / "figures"
+    assert main(["plot", str(path), "--outdir", str(outdir), "--metrics", str(metrics)]) == 0
+    for name in ("network.png", "degree.png", "convergence.png"):
+        assert (outdir / name).stat().st_size > 5000
+    regulators = pd.read_csv(outdir / "regulators.tsv", sep="\t")
+    assert list(regulators["gene"][:2]) == ["A", "B"]  # A: two targets, B: one
+    facts = pd.read_csv(outdir / "facts.tsv", sep="\t").set_index("what")["value"]
+    assert facts["edges"] == "3" and float(facts["true positive rate (TPR)"]) == 0.75
+    metrics.write_text("{not json")
+    assert main(["plot", str(path), "--outdir", str(tmp_path / "f2"), "--metrics", str(metrics)]) == 2
+    assert "cannot read the metrics as JSON" in capsys.readouterr().err
+    assert not (tmp_path / "f2").exists()

@@ -495,7 +495,7 @@ def convergence(
 ) -> Axes:
     """How the solve went: acyclicity h and active edges per constrained round, and the final state.
 
-    Reads ``uns[key]["run"]``: ``rounds_json`` (one entry per active-set round on the
+    Reads ``uns[key]["run"]`` (without a record the plot says so): ``rounds_json`` (one entry per active-set round on the
     cycle core: ``max_h``, ``active_edges``, ``added``), ``converged``, ``score``,
     ``final_h``, iteration counts and wall time. A network whose allowed edges have no
     cycle core is solved as independent lassos without constrained rounds; the plot
@@ -514,15 +514,18 @@ def convergence(
     -------
     The Axes drawn on.
     """
-    from gene_dag.errors import InputError
-
     record = adata.uns.get(key)
-    if not isinstance(record, dict):
-        raise InputError(f"no solver record in uns[{key!r}]")
-    run = record.get("run", record)
-    rounds = _rounds(run)
     own = ax is None
     ax = _axes(ax, (6.0, 4.0))
+    if not isinstance(record, dict):
+        log.warning("pl.convergence: no solver record in uns[%r]; nothing to show", key)
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no solver record in uns[{key!r}]:\nthis network was not learned by gene-dag here",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title or "Solver convergence (unknown)", fontsize=10, loc="left")
+        return _finish(ax, show, save, own)
+    run = record.get("run", record)
+    rounds = _rounds(run)
     converged = bool(run.get("converged", False))
     facts = [
         ("converged", "yes" if converged else "NO (time limit or iteration cap)"),

@@ -9,6 +9,7 @@ scanpy or matplotlib.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,10 +24,10 @@ _LAZY_NAMES = {"fit": "gene_dag.solver.api", "FitResult": "gene_dag.solver.api"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_MODULES:
-        return importlib.import_module(f"{__name__}.{name}")
     if name in _LAZY_NAMES:
         return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    if name in _LAZY_MODULES or (not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}")):
+        return importlib.import_module(f"{__name__}.{name}")  # any submodule: gene_dag.io, gene_dag.solver, ...
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

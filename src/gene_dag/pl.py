@@ -252,7 +252,7 @@ def network(
     for frac in (1.0, 0.5, 0.1):
         handles.append(Line2D([], [], color=NEUTRAL, lw=0.6 + 2.6 * frac, label=f"|weight| = {frac * wmax:.2g}"))
     if stability is not None:
-        handles.append(Line2D([], [], color=NEUTRAL, lw=2, alpha=0.3, label="faint: unstable edge"))
+        handles.append(Line2D([], [], color=NEUTRAL, lw=2, alpha=0.3, label="fainter = less stable edge"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
               title="edge (arrow: cause → target)", title_fontsize=8)
     if title is None:

@@ -114,9 +114,32 @@ def fit(
     outliers = gene_names[stats.outlier_dominated]
     info = {**result.info, "n_cells": int(stats.n), "n_zero_variance_genes": int(stats.zero_variance.sum()),
             "n_outlier_dominated_genes": int(outliers.size), "outlier_dominated_genes": outliers[:100].tolist()}
+    info.update(_degenerate_flags(stats, mask, adjacency, settings))
     if not return_result:
         return adjacency
     return FitResult(adjacency, gene_names, mask, provenance(settings, info))
+
+
+def _degenerate_flags(stats, mask: EdgeMask, adjacency: sp.csr_matrix, settings: SolverSettings) -> dict:
+    """WARNINGs and ``uns`` flags for results that are empty or rest on too little data."""
+    constant = mask.genes[mask.regulators[stats.zero_variance[mask.regulators]]]
+    flags = {
+        "empty_network": bool(adjacency.nnz == 0),
+        "fewer_cells_than_genes": bool(stats.n < mask.n_genes),
+        "n_constant_regulators": int(constant.size),
+        "constant_regulators": constant[:100].tolist(),
+    }
+    if flags["empty_network"]:
+        log.warning("the network is empty: no edge reached |w| >= w_threshold = %g with lambda1 = %g; both are "
+                    "in the units of the data, so lower them for data of small variance", settings.w_threshold,
+                    settings.lambda1)
+    if flags["fewer_cells_than_genes"]:
+        log.warning("%d cells for %d genes: fewer cells than genes, so the covariance is singular and the "
+                    "network rests on the L1 penalty alone", stats.n, mask.n_genes)
+    if constant.size:
+        log.warning("%d regulator(s) are constant in these cells and can have no targets (first few: %s)",
+                    constant.size, ", ".join(map(str, constant[:5])))
+    return flags
 
 
 def provenance(settings: SolverSettings, info: dict) -> dict:

@@ -135,3 +135,19 @@ def test_convergence_without_a_solver_record_says_so(caplog):
     ax = pl.convergence(net(0), key="other", show=False)
     assert any("no solver record in uns['other']" in t.get_text() for t in ax.texts)
     assert "no solver record" in caplog.text
+
+
+def test_convergence_draws_the_central_path_of_a_real_solve(tmp_path):
+    """A real solve stores one record per central-path stage; the plot draws h along them."""
+    from gene_dag import tl
+    from gene_dag.simulate import simulate_adata
+
+    adata = simulate_adata(d=15, n=500, graph_type="er", edges_per_node=1.0, seed=0)
+    tl.learn_dag(adata, device="cpu")
+    stages = json.loads(adata.uns["gene_dag"]["run"]["stages_json"])
+    assert [st["stage"] for st in stages] == [0, 1, 2, 3, 4]
+    assert stages[-1]["max_h"] < stages[0]["max_h"]  # the path drives h towards 0
+    ax = pl.convergence(adata, save=tmp_path / "path.png")
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [max(st["max_h"], 1e-16) for st in stages])
+    assert (tmp_path / "path.png").stat().st_size > 5000

@@ -475,13 +475,34 @@ def knockout(
     return _finish(ax, show, save, own)
 
 
-def _rounds(run: dict[str, Any]) -> list[dict]:
-    text = run.get("rounds_json", "[]")
+def _json_list(run: dict[str, Any], key: str) -> list[dict]:
+    """The list of records a solver run stores as JSON under ``key`` (empty when absent or unreadable)."""
     try:
-        rounds = json.loads(str(text))
+        items = json.loads(str(run.get(key, "[]")))
     except ValueError:
         return []
-    return [r for r in rounds if isinstance(r, dict)]
+    return [r for r in items if isinstance(r, dict)] if isinstance(items, list) else []
+
+
+def _rounds(run: dict[str, Any]) -> list[dict]:
+    return _json_list(run, "rounds_json")
+
+
+def _plot_stages(ax: Axes, stages: list[dict]) -> None:
+    """Acyclicity h and work per central-path stage, in the order the solver ran them."""
+    x = np.arange(1, len(stages) + 1)
+    h = np.array([float(st.get("max_h", 0.0)) for st in stages])
+    ax.plot(x, np.maximum(h, 1e-16), "o-", color="#c0392b", label="acyclicity h (0 = DAG)")
+    ax.set_yscale("log")
+    ax.set_ylabel("largest h over the components")
+    ax.set_xlabel("central-path stage (penalty weight 1/mu grows, h is driven to 0)")
+    ax.set_xticks(x, [f"{i}\nmu {float(st.get('mu', 0)):.0e}" for i, st in zip(x, stages)], fontsize=7)
+    twin = ax.twinx()
+    twin.bar(x, [int(st.get("evals", 0)) for st in stages], color="#2e6fb7", alpha=0.25, label="evaluations")
+    twin.set_ylabel("objective evaluations in the stage")
+    handles = ax.get_lines() + list(twin.containers)
+    ax.legend(handles, ["acyclicity h (0 = DAG)", "evaluations"], fontsize=8, frameon=False, loc="upper center")
+    ax.spines[["top"]].set_visible(False)
 
 
 def convergence(
@@ -538,7 +559,10 @@ def convergence(
         ("edges", str(run.get("n_edges", "-"))),
     ]
     text = "\n".join(f"{k}: {v}" for k, v in facts)
-    if rounds:
+    stages = _json_list(run, "stages_json")
+    if stages:
+        _plot_stages(ax, stages)
+    elif rounds:
         x = np.array([int(r.get("round", i)) for i, r in enumerate(rounds)]) + 1
         h = np.array([float(r.get("max_h", 0.0)) for r in rounds])
         ax.plot(x, np.maximum(h, 1e-16), "o-", color="#c0392b", label="acyclicity h (0 = DAG)")
@@ -555,8 +579,9 @@ def convergence(
     else:
         ax.axis("off")
         text = "no constrained rounds: the allowed edges have no cycle,\nso every gene was a separate lasso\n\n" + text
-    ax.text(1.22 if rounds else 0.5, 0.5, text, transform=ax.transAxes, fontsize=9, va="center",
-            ha="left" if rounds else "center", family="monospace",
+    drawn = bool(stages or rounds)
+    ax.text(1.22 if drawn else 0.5, 0.5, text, transform=ax.transAxes, fontsize=9, va="center",
+            ha="left" if drawn else "center", family="monospace",
             bbox=dict(boxstyle="round", fc="#f5f5f5" if converged else "#fdecea", ec="#999999"))
     if not converged:
         log.warning("pl.convergence: the solve in uns[%r] did not converge", key)

@@ -153,7 +153,9 @@ def provenance(settings: SolverSettings, info: dict) -> dict:
     versions["python"] = platform.python_version()
     params = {k: ("none" if v is None else v) for k, v in asdict(settings).items()}
     rounds = info.get("rounds", [])
-    run = {k: v for k, v in info.items() if k != "rounds"}
+    run = {k: v for k, v in info.items() if k not in ("rounds", "path_stages")}
     run["final_h"] = float(max((r["max_h"] for r in rounds), default=0.0)) if rounds else 0.0
     run["rounds_json"] = json.dumps(rounds)
+    # one entry per central-path stage of every constrained solve: round, bucket, stage, mu, max_h, evals
+    run["stages_json"] = json.dumps(info.get("path_stages", []))
     return {"parameters": params, "versions": versions, "run": run}

@@ -402,8 +402,9 @@ def _core_stage(prob: _Problem, V, core_rows, state, ckpt, deadline, info) -> bo
                  rnd, len(comps), max_q, int(active.sum()), algo)
         h_max, ok = 0.0, True
         for bi in _progress(range(state.get("bucket", 0), len(buckets)), len(buckets), f"round {rnd}"):
-            h, conv, timed_out = _solve_bucket(prob, V, buckets[bi], universe, active, pen, sign, algo, deadline,
-                                               state, ckpt, bi)
+            h, conv, timed_out, stages = _solve_bucket(prob, V, buckets[bi], universe, active, pen, sign, algo,
+                                                       deadline, state, ckpt, bi)
+            info.setdefault("path_stages", []).extend({"round": rnd, "bucket": bi, **st} for st in stages)
             h_max, ok = max(h_max, h), ok and conv
             if timed_out:  # the bucket is not done: a resumed run continues its path
                 ckpt.save(state, force=True)
@@ -690,7 +691,7 @@ def _solve_bucket(prob, V, bucket, universe, active, pen, sign, algo, deadline, 
         g = torch.as_tensor(universe[cols], device=dev)
         V[:, g] = 0.0
         V[torch.as_tensor(rows, device=dev)[:, None], g[None, :]] = Vout[b, : len(rows), : len(cols)]
-    return float(res.h.max()), bool(res.converged.all()), res.timed_out
+    return float(res.h.max()), bool(res.converged.all()), res.timed_out, res.history
 
 
 def _gradient(prob: _Problem, V, columns) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Streamed sufficient statistics: gene means, scales and regulator covariance rows.
 
 The solver never touches cells: it needs only C[R, :] = X_Rᵀ X / n of the centred
-(optionally unit-variance) data, for the k regulator rows R (DESIGN.md, "The solver").
+(optionally unit-variance) data, for the k regulator rows R (docs/design.md, section 1).
 :func:`compute_stats` computes it in one pass over row blocks of a dense, sparse,
 in-memory or backed (on-disk) matrix, with peak memory set by ``memory_gb``.
 

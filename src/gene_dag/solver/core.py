@@ -2,8 +2,8 @@
 
 Score  F(W) = ½ tr((I−W)ᵀ C (I−W)) + λ Σ p_ij |w_ij|  subject to W being a DAG, with W
 zero outside the k regulator rows. Work happens in a rescaled space V = diag(σ_R) W, in
-which the regulator Gram matrix A is a correlation matrix (DESIGN.md §7): the problem is
-the same, only better conditioned. The stages (DESIGN.md §3-5):
+which the regulator Gram matrix A is a correlation matrix (docs/design.md, section 5): the problem
+is the same, only better conditioned. The stages (docs/design.md, sections 3-4):
 
 1. ``lasso``: every target column as an independent masked lasso, batched on A.
    Columns outside the cycle core of the allowed-edge graph are final here.

@@ -23,19 +23,24 @@ REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- snippet:load-network -->", "<!-- /snippet:load-network -->"
 
 
-def readme_snippet() -> str:
-    readme = REPO / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    if BEGIN not in text or END not in text:
-        pytest.skip(f"README.md lacks the {BEGIN} ... {END} markers (the snippet is in workflow/README_DRAFT.md)")
+def readme_snippet(text: str) -> str:
+    # Missing markers fail the test: a skip would let the snippet vanish from the README unnoticed.
+    assert BEGIN in text and END in text, f"README.md lacks the {BEGIN} ... {END} markers around the snippet"
     section = text.split(BEGIN, 1)[1].split(END, 1)[0]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match, f"no ```python block between the {BEGIN} markers"
     return match.group(1)
 
 
+def test_a_readme_without_the_markers_fails():
+    with pytest.raises(AssertionError, match="README.md lacks the <!-- snippet:load-network -->"):
+        readme_snippet("# gene-dag\n\n```python\nimport gene_dag\n```\n")
+    with pytest.raises(AssertionError, match="no ```python block"):
+        readme_snippet(f"{BEGIN}\n```bash\nls\n```\n{END}\n")
+
+
 def test_readme_snippet_loads_a_network(tmp_path, monkeypatch, capsys):
-    code = readme_snippet()
+    code = readme_snippet((REPO / "README.md").read_text(encoding="utf-8"))
     paths = re.findall(r"""read_h5ad\(\s*["']([^"']+\.h5ad)["']""", code)
     assert paths, "the snippet reads no network.h5ad"
     genes = ["SPI1", "IRF8", "LYZ", "CD14", "FCN1", "S100A8"]

@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> None:
     affected = adata.uns["effects"]["n_affected"]
     print(f"d = {d} genes, {W.nnz} edges, {adata.n_obs} cells; {len(genes)} genes: {', '.join(genes)}")
     print(f"read network.h5ad        {t_read:8.3f} s")
-    print(f"tl.effects (10 genes)    {t_effects:8.3f} s   genes affected per intervention: "
-          f"min {affected.min()}, median {int(np.median(affected))}, max {affected.max()}")
+    print(
+        f"tl.effects (10 genes)    {t_effects:8.3f} s   genes affected per intervention: "
+        f"min {affected.min()}, median {int(np.median(affected))}, max {affected.max()}"
+    )
     print(f"tl.knockout (10 genes)   {t_knockout:8.3f} s   genes changed: {adata.uns['knockout']['n_changed']}")
     print(f"a dense d x d float64 matrix would take {d * d * 8 / 2**30:.2f} GiB")
     if args.dense:
@@ -75,8 +77,10 @@ def run(args: argparse.Namespace) -> None:
         t_dense = time.perf_counter() - t0
         idx = adata.var_names.get_indexer(genes)
         err = np.abs(T[idx].T - adata.varm["effects"].to_numpy()).max()
-        print(f"dense inverse            {t_dense:8.3f} s   max |difference| {err:.2e}   ratio dense / sparse "
-              f"{t_dense / t_effects:.1f}")
+        print(
+            f"dense inverse            {t_dense:8.3f} s   max |difference| {err:.2e}   ratio dense / sparse "
+            f"{t_dense / t_effects:.1f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,15 +47,45 @@ def main() -> None:
     bindir = Path(sys.executable).parent
     if not data.exists():
         t = time.monotonic()
-        subprocess.run([str(bindir / "gene-dag"), "-q", "simulate", "--out", str(data), "--genes", str(args.genes),
-                        "--cells", str(args.cells), "--graph", args.graph, "--regulators", str(args.regulators),
-                        "--seed", str(args.seed)], check=True)
+        subprocess.run(
+            [
+                str(bindir / "gene-dag"),
+                "-q",
+                "simulate",
+                "--out",
+                str(data),
+                "--genes",
+                str(args.genes),
+                "--cells",
+                str(args.cells),
+                "--graph",
+                args.graph,
+                "--regulators",
+                str(args.regulators),
+                "--seed",
+                str(args.seed),
+            ],
+            check=True,
+        )
         print(f"simulated {data.name} in {time.monotonic() - t:.1f} s", flush=True)
     truth = ad.read_h5ad(data)
     regs.write_text("\n".join(truth.var_names[truth.var["is_regulator"].to_numpy()]) + "\n")
 
-    cmd = ["/usr/bin/time", "-v", str(bindir / "gene-dag"), "solve", str(data), "--out", str(result),
-           "--device", args.device, "--memory-gb", str(args.memory_gb), "--seed", str(args.seed)]
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        str(bindir / "gene-dag"),
+        "solve",
+        str(data),
+        "--out",
+        str(result),
+        "--device",
+        args.device,
+        "--memory-gb",
+        str(args.memory_gb),
+        "--seed",
+        str(args.seed),
+    ]
     if not args.no_prior:
         cmd += ["--regulators", str(regs)]
     print("running:", " ".join(cmd), flush=True)
@@ -77,12 +107,22 @@ def main() -> None:
     run = dict(net.uns["gene_dag"]["run"])
     figures = {
         "command": " ".join(sys.argv),
-        "genes": args.genes, "regulators": 0 if args.no_prior else args.regulators, "cells": args.cells,
-        "graph": args.graph, "device": run.get("device"), "wall_s": round(wall, 2),
-        "solver_wall_s": round(float(run["wall_time_s"]), 2), "peak_rss_gib": round(rss_kb / 2**20, 3),
-        "shd": int(m["shd"]), "tpr": round(float(m["tpr"]), 4), "fdr": round(float(m["fdr"]), 4),
-        "n_true": int(m["n_true"]), "n_predicted": int(m["n_predicted"]), "converged": bool(run["converged"]),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "genes": args.genes,
+        "regulators": 0 if args.no_prior else args.regulators,
+        "cells": args.cells,
+        "graph": args.graph,
+        "device": run.get("device"),
+        "wall_s": round(wall, 2),
+        "solver_wall_s": round(float(run["wall_time_s"]), 2),
+        "peak_rss_gib": round(rss_kb / 2**20, 3),
+        "shd": int(m["shd"]),
+        "tpr": round(float(m["tpr"]), 4),
+        "fdr": round(float(m["fdr"]), 4),
+        "n_true": int(m["n_true"]),
+        "n_predicted": int(m["n_predicted"]),
+        "converged": bool(run["converged"]),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
     }
     if torch.cuda.is_available():
         figures["gpu"] = torch.cuda.get_device_name(0)

@@ -43,10 +43,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "out")
     p.add_argument("--device", default="cpu")
     p.add_argument("--stream-only", action="store_true", help="only stream an existing file (child step)")
-    p.add_argument("--read-only", action="store_true",
-                   help="with --stream-only: read the blocks without computing (I/O time alone)")
-    p.add_argument("--measure-read", action="store_true",
-                   help="also run a --read-only child first (I/O time and RSS without the products)")
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="with --stream-only: read the blocks without computing (I/O time alone)",
+    )
+    p.add_argument(
+        "--measure-read",
+        action="store_true",
+        help="also run a --read-only child first (I/O time and RSS without the products)",
+    )
     p.add_argument("--delete-data", action="store_true", help="delete the data file at the end")
     return p.parse_args(argv)
 
@@ -104,15 +110,16 @@ def write_data(args, path: Path) -> float:
             for start in range(0, n, args.chunk_cells):
                 stop = min(n, start + args.chunk_cells)
                 block = random_chunk(rng, stop - start, d, args.density, cdf)
-                indptr[start + 1: stop + 1] = nnz + block.indptr[1:]
+                indptr[start + 1 : stop + 1] = nnz + block.indptr[1:]
                 data.resize((nnz + block.nnz,))
                 indices.resize((nnz + block.nnz,))
                 data[nnz:] = block.data
                 indices[nnz:] = block.indices
                 nnz += block.nnz
                 if (start // args.chunk_cells) % 10 == 0:
-                    print(f"  wrote {stop:,}/{n:,} cells, {nnz:,} nonzeros, "
-                          f"{time.perf_counter() - t0:.1f} s", flush=True)
+                    print(
+                        f"  wrote {stop:,}/{n:,} cells, {nnz:,} nonzeros, {time.perf_counter() - t0:.1f} s", flush=True
+                    )
     return time.perf_counter() - t0
 
 
@@ -142,7 +149,10 @@ def stream(args, path: Path) -> dict:
     from gene_dag import io, stats
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    genes = [f"gene{j}" for j in np.sort(np.random.default_rng(args.seed + 1).choice(args.genes, args.regulators, replace=False))]
+    genes = [
+        f"gene{j}"
+        for j in np.sort(np.random.default_rng(args.seed + 1).choice(args.genes, args.regulators, replace=False))
+    ]
     result = {"threads": thread_report(), "file_gb": round(path.stat().st_size / 1e9, 3)}
     t0 = time.perf_counter()
     if args.read_only:
@@ -155,8 +165,12 @@ def stream(args, path: Path) -> dict:
     seconds = time.perf_counter() - t0
     diag = st.cov[np.arange(len(st.regulators)), st.regulators]
     result.update(
-        stream_s=round(seconds, 2), cov_shape=list(st.cov.shape), cov_dtype=str(st.cov.dtype),
-        n=st.n, n_genes=len(st.genes), n_zero_variance=int(st.zero_variance.sum()),
+        stream_s=round(seconds, 2),
+        cov_shape=list(st.cov.shape),
+        cov_dtype=str(st.cov.dtype),
+        n=st.n,
+        n_genes=len(st.genes),
+        n_zero_variance=int(st.zero_variance.sum()),
         finite=bool(np.isfinite(st.cov).all()),
         diag_matches_var=bool(np.allclose(diag, st.std[st.regulators] ** 2, rtol=1e-9)),
     )
@@ -165,10 +179,28 @@ def stream(args, path: Path) -> dict:
 
 def run_child(args, path: Path, extra: list[str]) -> dict:
     """Run the streaming step in a fresh process under /usr/bin/time -v; parse its peak RSS."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--stream-only", *extra,
-           "--cells", str(args.cells), "--genes", str(args.genes), "--density", str(args.density),
-           "--regulators", str(args.regulators), "--memory-gb", str(args.memory_gb),
-           "--seed", str(args.seed), "--workdir", str(args.workdir), "--device", args.device]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--stream-only",
+        *extra,
+        "--cells",
+        str(args.cells),
+        "--genes",
+        str(args.genes),
+        "--density",
+        str(args.density),
+        "--regulators",
+        str(args.regulators),
+        "--memory-gb",
+        str(args.memory_gb),
+        "--seed",
+        str(args.seed),
+        "--workdir",
+        str(args.workdir),
+        "--device",
+        args.device,
+    ]
     timer = shutil.which("time") and Path("/usr/bin/time").exists()
     if timer:
         cmd = ["/usr/bin/time", "-v", *cmd]

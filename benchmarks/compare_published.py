@@ -472,7 +472,7 @@ def summarise(store: dict) -> list[dict]:
         groups.setdefault((r["graph"], r["d"], r["n"]), {}).setdefault(r["solver"], []).append(r)
     rows = []
     order = {s: i for i, s in enumerate(SOLVERS)}
-    for (graph, d, n) in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
+    for graph, d, n in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
         by_solver = groups[(graph, d, n)]
         gd_runs = {(r["seed"], r["invocation"]): r for r in by_solver.get("gene-dag", []) if r["status"] == "ok"}
         for solver in sorted(by_solver, key=lambda s: order.get(s, 99)):
@@ -507,7 +507,9 @@ def summarise(store: dict) -> list[dict]:
                         lower.append(r["time_limit_s"] / g["time_s"])
                 row["ratio_pairs"] = len(pairs)
                 row["ratio"] = (
-                    (sum(a for a, _ in pairs) / sum(b for _, b in pairs)) if pairs and sum(b for _, b in pairs) > 0 else None
+                    (sum(a for a, _ in pairs) / sum(b for _, b in pairs))
+                    if pairs and sum(b for _, b in pairs) > 0
+                    else None
                 )
                 row["ratio_range"] = (min(a / b for a, b in pairs), max(a / b for a, b in pairs)) if pairs else None
                 row["ratio_lower_bounds"] = lower
@@ -536,8 +538,11 @@ def write_markdown(path: str, store: dict) -> None:
         lines.append("Machine and threads:")
         lines.append("")
         for inv in invs:
-            loads = [r["loadavg_before"][0] for r in store["runs"]
-                     if r.get("invocation") == inv["id"] and r.get("loadavg_before")]
+            loads = [
+                r["loadavg_before"][0]
+                for r in store["runs"]
+                if r.get("invocation") == inv["id"] and r.get("loadavg_before")
+            ]
             if loads:
                 inv = dict(inv, load_note=f"1-min load average before runs {min(loads):.1f}–{max(loads):.1f}")
             lines.append(
@@ -546,8 +551,11 @@ def write_markdown(path: str, store: dict) -> None:
                 f"gene-dag device: {inv.get('gene_dag_device', '?')}; time limit {inv.get('time_limit_s')} s; "
                 f"git {inv.get('git_commit', '?')}{' (dirty)' if inv.get('git_dirty') else ''}"
                 + (f"; {inv['load_note']}" if inv.get("load_note") else "")
-                + (f"; **gene-dag skipped**: {inv['gene_dag_unavailable_reason']}"
-                   if inv.get("gene_dag_unavailable_reason") else "")
+                + (
+                    f"; **gene-dag skipped**: {inv['gene_dag_unavailable_reason']}"
+                    if inv.get("gene_dag_unavailable_reason")
+                    else ""
+                )
             )
         lines.append("")
     lines.append(
@@ -566,8 +574,11 @@ def write_markdown(path: str, store: dict) -> None:
         if r["solver"] != "gene-dag":
             if r.get("ratio") is not None:
                 lo, hi = r["ratio_range"]
-                ratio = (f"{r['ratio']:.2g}" + (f" [{lo:.2g}–{hi:.2g}]" if r["ratio_pairs"] > 1 else "")
-                         + f" ({r['ratio_pairs']} seed{'s' if r['ratio_pairs'] > 1 else ''})")
+                ratio = (
+                    f"{r['ratio']:.2g}"
+                    + (f" [{lo:.2g}–{hi:.2g}]" if r["ratio_pairs"] > 1 else "")
+                    + f" ({r['ratio_pairs']} seed{'s' if r['ratio_pairs'] > 1 else ''})"
+                )
             if r.get("ratio_lower_bounds"):
                 lb = f"> {min(r['ratio_lower_bounds']):.2g}"
                 ratio = lb if ratio == "–" else f"{ratio}; {lb}"
@@ -630,10 +641,16 @@ def build_parser(defaults: dict | None = None, description: str | None = None) -
     p.add_argument("--n", type=int, default=1000, help="samples (cells) per data set")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
-    p.add_argument("--out", default=os.path.join("benchmarks", "out", "compare.json"),
-                   help="results JSON, rewritten after every run; an existing one is resumed")
-    p.add_argument("--markdown", default=os.path.join("benchmarks", "out", "compare.md"),
-                   help="summary table of every run in --out ('' for none)")
+    p.add_argument(
+        "--out",
+        default=os.path.join("benchmarks", "out", "compare.json"),
+        help="results JSON, rewritten after every run; an existing one is resumed",
+    )
+    p.add_argument(
+        "--markdown",
+        default=os.path.join("benchmarks", "out", "compare.md"),
+        help="summary table of every run in --out ('' for none)",
+    )
     p.add_argument(
         "--time-limit",
         type=float,
@@ -643,9 +660,15 @@ def build_parser(defaults: dict | None = None, description: str | None = None) -
     p.add_argument("--threads", type=int, default=2, help="threads for every solver (default 2)")
     p.add_argument("--device", default="auto", help="gene-dag device argument (default: fit's default 'auto')")
     p.add_argument("--fresh", action="store_true", help="ignore an existing --out and start over")
-    p.add_argument("--redo", nargs="+", default=[], choices=list(SOLVERS), metavar="SOLVER",
-                   help="rerun these solvers even where --out has them done (gene-dag is then rerun "
-                   "with them, so their time ratio comes from this invocation)")
+    p.add_argument(
+        "--redo",
+        nargs="+",
+        default=[],
+        choices=list(SOLVERS),
+        metavar="SOLVER",
+        help="rerun these solvers even where --out has them done (gene-dag is then rerun "
+        "with them, so their time ratio comes from this invocation)",
+    )
     p.add_argument("--summary-only", action="store_true", help="only rewrite --markdown from --out")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     if defaults:
@@ -681,8 +704,11 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
     if use_gd:
         fit, why = load_gene_dag()
         if fit is None:
-            print(f"SKIP gene-dag: {why}. The other solvers run; rerun the same command later "
-                  "to add gene-dag (finished runs are kept).", flush=True)
+            print(
+                f"SKIP gene-dag: {why}. The other solvers run; rerun the same command later "
+                "to add gene-dag (finished runs are kept).",
+                flush=True,
+            )
     import torch  # gene-dag's backend; pinned even when gene-dag is skipped, for a uniform report
 
     rep = pin_threads(args.threads, use_torch=True)
@@ -695,8 +721,12 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
         sys.exit(f"error: gene_dag.simulate / gene_dag.metrics not available yet ({exc}); cannot simulate data.")
 
     commit, dirty = _git_info()
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-                "torch": torch.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": torch.__version__,
+    }
     for mod in ("dagma", "gene_dag", "threadpoolctl"):
         try:
             from importlib.metadata import version
@@ -722,12 +752,20 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": versions,
-        "settings": {"edges_per_node": EDGES_PER_NODE, "w_range": W_RANGE, "noise_scale": NOISE_SCALE,
-                     "dagma_lambda1": DAGMA_LAMBDA1, "notears_lambda1": NOTEARS_LAMBDA1},
+        "settings": {
+            "edges_per_node": EDGES_PER_NODE,
+            "w_range": W_RANGE,
+            "noise_scale": NOISE_SCALE,
+            "dagma_lambda1": DAGMA_LAMBDA1,
+            "notears_lambda1": NOTEARS_LAMBDA1,
+        },
     }
     store["meta"].setdefault("invocations", []).append(inv)
-    print(f"invocation {inv['id']}: threads {args.threads} -> {inv['threads_summary']}; "
-          f"time limit {time_limit} s; out {args.out}", flush=True)
+    print(
+        f"invocation {inv['id']}: threads {args.threads} -> {inv['threads_summary']}; "
+        f"time limit {time_limit} s; out {args.out}",
+        flush=True,
+    )
 
     if fit is not None:
         t0 = time.perf_counter()
@@ -745,7 +783,8 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
             for seed in args.seeds:
                 tag = f"[{graph} d={d} n={args.n} seed={seed}]"
                 todo = [
-                    solver for solver in args.solvers
+                    solver
+                    for solver in args.solvers
                     if not (solver == "gene-dag" and fit is None)
                     and (solver in args.redo or not done_already(store, (graph, d, args.n, seed, solver), time_limit))
                 ]
@@ -753,8 +792,11 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
                     # gene-dag is rerun with any solver that still has to run on this data set,
                     # so its time ratio always comes from one invocation (same machine state)
                     todo.insert(0, "gene-dag")
-                    print(f"{tag} gene-dag: done already, rerun to pair its time with "
-                          f"{', '.join(todo[1:])} in this invocation", flush=True)
+                    print(
+                        f"{tag} gene-dag: done already, rerun to pair its time with "
+                        f"{', '.join(todo[1:])} in this invocation",
+                        flush=True,
+                    )
                 for solver in args.solvers:
                     if solver not in todo:
                         k += 1
@@ -768,16 +810,28 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
                 t_sim = time.perf_counter() - t_sim
                 for solver in todo:
                     rec = {
-                        "graph": graph, "d": d, "n": args.n, "seed": seed, "solver": solver,
-                        "invocation": inv["id"], "sim_seeds": sim_seeds, "simulate_s": t_sim,
-                        "threads": args.threads, "loadavg_before": list(os.getloadavg()),
-                        "finished": None, "status": None, "time_s": None, "metrics": {},
+                        "graph": graph,
+                        "d": d,
+                        "n": args.n,
+                        "seed": seed,
+                        "solver": solver,
+                        "invocation": inv["id"],
+                        "sim_seeds": sim_seeds,
+                        "simulate_s": t_sim,
+                        "threads": args.threads,
+                        "loadavg_before": list(os.getloadavg()),
+                        "finished": None,
+                        "status": None,
+                        "time_s": None,
+                        "metrics": {},
                     }
                     try:
                         if solver == "gene-dag":
                             W, res = run_gene_dag(fit, X, gd_kwargs)
                             status = "ok"
-                            rec["params"] = {"call": "gene_dag.fit(X" + "".join(f", {a}={v!r}" for a, v in gd_kwargs.items()) + ")"}
+                            rec["params"] = {
+                                "call": "gene_dag.fit(X" + "".join(f", {a}={v!r}" for a, v in gd_kwargs.items()) + ")"
+                            }
                         else:
                             lam = DAGMA_LAMBDA1 if solver == "dagma" else NOTEARS_LAMBDA1
                             rec["params"] = {"lambda1": lam, "w_threshold": 0.3, "loss_type": "l2"}
@@ -806,10 +860,13 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
                     head = f"({k}/{total}) {tag} {solver}:"
                     if status == "ok":
                         m = rec["metrics"]
-                        print(f"{head} SHD {m.get('shd')} TPR {m.get('tpr', float('nan')):.3f} "
-                              f"FDR {m.get('fdr', float('nan')):.3f} predicted {m.get('n_predicted')} "
-                              f"(true {m.get('n_true', B_true.nnz)}) dag {m.get('is_dag')} "
-                              f"time {rec['time_s']:.2f} s", flush=True)
+                        print(
+                            f"{head} SHD {m.get('shd')} TPR {m.get('tpr', float('nan')):.3f} "
+                            f"FDR {m.get('fdr', float('nan')):.3f} predicted {m.get('n_predicted')} "
+                            f"(true {m.get('n_true', B_true.nnz)}) dag {m.get('is_dag')} "
+                            f"time {rec['time_s']:.2f} s",
+                            flush=True,
+                        )
                     elif status == "timeout":
                         print(f"{head} TIMEOUT after {time_limit:g} s", flush=True)
                     else:

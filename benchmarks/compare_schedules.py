@@ -40,9 +40,16 @@ def main() -> None:
 
     torch.set_num_threads(1)
     threadpool_limits(1)
-    combos = [("path", "owlqn", "logdet"), ("path", "lbfgs", "logdet"), ("path", "prox", "logdet"),
-              ("path", "owlqn", "expm"), ("al", "owlqn", "expm"), ("al", "lbfgs", "expm"),
-              ("al", "lbfgs", "logdet"), ("al", "prox", "logdet")]
+    combos = [
+        ("path", "owlqn", "logdet"),
+        ("path", "lbfgs", "logdet"),
+        ("path", "prox", "logdet"),
+        ("path", "owlqn", "expm"),
+        ("al", "owlqn", "expm"),
+        ("al", "lbfgs", "expm"),
+        ("al", "lbfgs", "logdet"),
+        ("al", "prox", "logdet"),
+    ]
     rows = []
     for d, seed in itertools.product(args.d, args.seeds):
         B, _ = simulate_graph(d, args.graph, 2.0, seed=seed)
@@ -52,15 +59,25 @@ def main() -> None:
         C = Xc.T @ Xc / len(X)
         mask = build_mask([f"g{i}" for i in range(d)])
         for schedule, inner, acyclicity in combos:
-            settings = SolverSettings(schedule=schedule, inner=inner, acyclicity=acyclicity,
-                                      device="cpu", max_time=args.max_time)
+            settings = SolverSettings(
+                schedule=schedule, inner=inner, acyclicity=acyclicity, device="cpu", max_time=args.max_time
+            )
             t = time.perf_counter()
             res = solve(C, np.diag(C), mask, settings)
             wall = time.perf_counter() - t
             m = count_accuracy(B, res.W)
-            row = {"d": d, "seed": seed, "schedule": schedule, "inner": inner, "acyclicity": acyclicity,
-                   "shd": int(m["shd"]), "tpr": float(m["tpr"]), "fdr": float(m["fdr"]),
-                   "time_s": round(wall, 2), "converged": bool(res.info["converged"])}
+            row = {
+                "d": d,
+                "seed": seed,
+                "schedule": schedule,
+                "inner": inner,
+                "acyclicity": acyclicity,
+                "shd": int(m["shd"]),
+                "tpr": float(m["tpr"]),
+                "fdr": float(m["fdr"]),
+                "time_s": round(wall, 2),
+                "converged": bool(res.info["converged"]),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +87,10 @@ def main() -> None:
     for d in args.d:
         for combo in combos:
             sel = [r for r in rows if r["d"] == d and (r["schedule"], r["inner"], r["acyclicity"]) == combo]
-            print(f"| {d} | {combo[0]} | {combo[1]} | {combo[2]} | {np.mean([r['shd'] for r in sel]):.2f} | "
-                  f"{np.mean([r['time_s'] for r in sel]):.2f} | {sum(r['converged'] for r in sel)}/{len(sel)} |")
+            print(
+                f"| {d} | {combo[0]} | {combo[1]} | {combo[2]} | {np.mean([r['shd'] for r in sel]):.2f} | "
+                f"{np.mean([r['time_s'] for r in sel]):.2f} | {sum(r['converged'] for r in sel)}/{len(sel)} |"
+            )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ def counts_adata(n_cells=(60, 50), n_genes=12, seed=0, genes=None):
     rng = np.random.default_rng(seed)
     n = sum(n_cells)
     X = rng.poisson(3.0, size=(n, n_genes)).astype(np.float32)
-    obs = pd.DataFrame({"tissue": pd.Categorical(np.repeat(["A", "B"][: len(n_cells)], n_cells))},
-                       index=[f"c{i}" for i in range(n)])
+    obs = pd.DataFrame(
+        {"tissue": pd.Categorical(np.repeat(["A", "B"][: len(n_cells)], n_cells))}, index=[f"c{i}" for i in range(n)]
+    )
     var = pd.DataFrame(index=genes if genes is not None else [f"G{j:02d}" for j in range(n_genes)])
     return anndata.AnnData(X=sp.csr_matrix(X), obs=obs, var=var)
 
@@ -45,8 +46,18 @@ def snapshot(directory):
 
 
 def preprocess_args(data, outdir, manifest):
-    return ["preprocess", data, "--outdir", outdir, "--manifest", manifest, "--groupby", "tissue",
-            "--min-group-size", "20"]
+    return [
+        "preprocess",
+        data,
+        "--outdir",
+        outdir,
+        "--manifest",
+        manifest,
+        "--groupby",
+        "tissue",
+        "--min-group-size",
+        "20",
+    ]
 
 
 def test_preprocess_never_removes_a_directory_it_did_not_write(tmp_path, capsys):
@@ -59,8 +70,14 @@ def test_preprocess_never_removes_a_directory_it_did_not_write(tmp_path, capsys)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("keep me too\n")
     counts_adata().write_h5ad(tmp_path / "data.h5ad")
-    fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "other", tmp_path / "groups.tsv"),
-          str(tmp_path / "other"), "not empty", OUTDIR_MARKER, "nothing was removed")
+    fails(
+        capsys,
+        preprocess_args(tmp_path / "data.h5ad", tmp_path / "other", tmp_path / "groups.tsv"),
+        str(tmp_path / "other"),
+        "not empty",
+        OUTDIR_MARKER,
+        "nothing was removed",
+    )
     assert snapshot(users) == before
     assert (tmp_path / "other" / "notes.txt").read_text() == "keep me too\n"
     assert not (tmp_path / "groups.tsv").exists()
@@ -110,15 +127,26 @@ def test_preprocess_input_inside_its_own_old_outdir_is_refused(tmp_path, capsys)
 def test_preprocess_outputs_that_would_replace_the_input_or_are_not_directories(tmp_path, capsys):
     counts_adata().write_h5ad(tmp_path / "data.h5ad")
     before = snapshot(tmp_path)
-    fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path / "data.h5ad"),
-          "data.h5ad", "replace the input")
-    fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "data.h5ad", tmp_path / "g.tsv"),
-          "not a directory")
-    fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "data.h5ad" / "sub", tmp_path / "g.tsv"),
-          "not a directory")
+    fails(
+        capsys,
+        preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path / "data.h5ad"),
+        "data.h5ad",
+        "replace the input",
+    )
+    fails(
+        capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "data.h5ad", tmp_path / "g.tsv"), "not a directory"
+    )
+    fails(
+        capsys,
+        preprocess_args(tmp_path / "data.h5ad", tmp_path / "data.h5ad" / "sub", tmp_path / "g.tsv"),
+        "not a directory",
+    )
     fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path), "is a directory")
-    fails(capsys, preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path / "pre" / "g.tsv"),
-          "lies inside --outdir")
+    fails(
+        capsys,
+        preprocess_args(tmp_path / "data.h5ad", tmp_path / "pre", tmp_path / "pre" / "g.tsv"),
+        "lies inside --outdir",
+    )
     assert snapshot(tmp_path) == before
 
 
@@ -200,8 +228,11 @@ def test_a_latin1_text_input_is_one_line_naming_the_file_and_line(tmp_path, kind
     from gene_dag.io import read_gene_list
     from gene_dag.prior import read_edge_prior, read_regulators
 
-    text = {"regulators": "# TFs\nGATA1\nCAFÉ1\n", "genes": "# genes\nGATA1\nCAFÉ1\n",
-            "edges": "# prior\nsource\ttarget\ttype\nCAFÉ1\tGATA1\tforbidden\n"}[kind]
+    text = {
+        "regulators": "# TFs\nGATA1\nCAFÉ1\n",
+        "genes": "# genes\nGATA1\nCAFÉ1\n",
+        "edges": "# prior\nsource\ttarget\ttype\nCAFÉ1\tGATA1\tforbidden\n",
+    }[kind]
     path = tmp_path / "latin1.txt"
     path.write_bytes(text.encode("latin-1"))
     reader = {"regulators": read_regulators, "genes": read_gene_list, "edges": read_edge_prior}[kind]
@@ -215,15 +246,40 @@ def test_evaluate_and_export_read_text_inputs_as_utf8(tmp_path, capsys):
     net = network_adata()
     net.write_h5ad(tmp_path / "net.h5ad")
     (tmp_path / "truth.tsv").write_bytes("\ufeffsource\ttarget\nG00\tG01\n".encode())
-    assert main(["evaluate", str(tmp_path / "net.h5ad"), "--truth", str(tmp_path / "truth.tsv"),
-                 "--out", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "net.h5ad"),
+                "--truth",
+                str(tmp_path / "truth.tsv"),
+                "--out",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     assert '"n_true": 1' in (tmp_path / "m.json").read_text()
     (tmp_path / "truth.tsv").write_bytes("source\ttarget\nG00\tG01\nCAFÉ\tG02\n".encode("latin-1"))
-    fails(capsys, ["evaluate", tmp_path / "net.h5ad", "--truth", tmp_path / "truth.tsv"],
-          f"{tmp_path / 'truth.tsv'}: line 3: not UTF-8")
+    fails(
+        capsys,
+        ["evaluate", tmp_path / "net.h5ad", "--truth", tmp_path / "truth.tsv"],
+        f"{tmp_path / 'truth.tsv'}: line 3: not UTF-8",
+    )
     (tmp_path / "report.json").write_bytes('\ufeff{"n_regulators": 3}'.encode())
-    assert main(["export", str(tmp_path / "net.h5ad"), "--summary", str(tmp_path / "s.json"),
-                 "--prior-report", str(tmp_path / "report.json")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "net.h5ad"),
+                "--summary",
+                str(tmp_path / "s.json"),
+                "--prior-report",
+                str(tmp_path / "report.json"),
+            ]
+        )
+        == 0
+    )
     assert '"n_regulators": 3' in (tmp_path / "s.json").read_text()
 
 
@@ -237,9 +293,15 @@ HEADER = "# known edges\nsource\ttarget\ttype\tweight\n"
     [
         ("A\tB\tpositive\n\nA\tB\tnegative\n", "line 5: edge A -> B is both positive (line 3) and negative"),
         ("A\tB\trequired\nA\tB\tforbidden\n", "line 4: edge A -> B is both required (line 3) and forbidden"),
-        ("A\tB\tforbidden\n# signed\nA\tB\tnegative\t0.5\n", "line 5: edge A -> B is both forbidden (line 3) and negative"),
+        (
+            "A\tB\tforbidden\n# signed\nA\tB\tnegative\t0.5\n",
+            "line 5: edge A -> B is both forbidden (line 3) and negative",
+        ),
         ("A\tB\tforbidden\t0.5\n", "line 3: edge A -> B is forbidden, so a weight (0.5) has no meaning"),
-        ("A\tB\tpositive\t0.5\nC\tD\tpositive\nA\tB\trequired\t2\n", "line 5: edge A -> B has weight 2 here but 0.5 on line 3"),
+        (
+            "A\tB\tpositive\t0.5\nC\tD\tpositive\nA\tB\trequired\t2\n",
+            "line 5: edge A -> B has weight 2 here but 0.5 on line 3",
+        ),
     ],
     ids=["positive-negative", "required-forbidden", "forbidden-sign", "forbidden-weight", "two-weights"],
 )
@@ -247,8 +309,22 @@ def test_contradictory_prior_rows_name_the_file_and_line(tmp_path, capsys, rows,
     path = tmp_path / "edges.tsv"
     path.write_text(HEADER + rows)
     network_adata().write_h5ad(tmp_path / "net.h5ad")
-    fails(capsys, ["prior", tmp_path / "net.h5ad", "--prior", path, "--out-regulators", tmp_path / "r.txt",
-                   "--out-edges", tmp_path / "e.tsv", "--report", tmp_path / "r.json"], f"{path}: {message}")
+    fails(
+        capsys,
+        [
+            "prior",
+            tmp_path / "net.h5ad",
+            "--prior",
+            path,
+            "--out-regulators",
+            tmp_path / "r.txt",
+            "--out-edges",
+            tmp_path / "e.tsv",
+            "--report",
+            tmp_path / "r.json",
+        ],
+        f"{path}: {message}",
+    )
     assert not (tmp_path / "r.txt").exists() and not (tmp_path / "e.tsv").exists()
 
 
@@ -256,7 +332,9 @@ def test_compatible_and_repeated_prior_rows_are_accepted_once(tmp_path):
     from gene_dag.prior import load_mask
 
     path = tmp_path / "edges.tsv"
-    path.write_text(HEADER + "A\tB\trequired\nA\tB\tpositive\nA\tC\tnegative\t0.5\nA\tC\tnegative\t0.5\nA\tC\tnegative\n")
+    path.write_text(
+        HEADER + "A\tB\trequired\nA\tB\tpositive\nA\tC\tnegative\t0.5\nA\tC\tnegative\t0.5\nA\tC\tnegative\n"
+    )
     mask = load_mask(["A", "B", "C"], prior_path=path)
     assert mask.required[0, 1] and mask.sign[0, 1] == 1 and mask.sign[0, 2] == -1
     assert mask.penalty_block()[0, 2] == 0.5  # a repeated row does not add its weight twice
@@ -278,8 +356,13 @@ def network_adata(genes=("G00", "G01", "G02", "G03")):
 def test_gene_names_with_control_characters_are_refused_at_input(tmp_path, capsys, bad):
     net = network_adata(genes=("G00", bad, "G02", "G03"))
     net.write_h5ad(tmp_path / "net.h5ad")
-    fails(capsys, ["export", tmp_path / "net.h5ad", "--graphml", tmp_path / "n.graphml", "--edges", tmp_path / "e.tsv"],
-          str(tmp_path / "net.h5ad"), repr(bad), "control character")
+    fails(
+        capsys,
+        ["export", tmp_path / "net.h5ad", "--graphml", tmp_path / "n.graphml", "--edges", tmp_path / "e.tsv"],
+        str(tmp_path / "net.h5ad"),
+        repr(bad),
+        "control character",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.h5ad"]
     fails(capsys, preprocess_args(tmp_path / "net.h5ad", tmp_path / "pre", tmp_path / "g.tsv"), repr(bad))
     from gene_dag.errors import InputError
@@ -312,7 +395,16 @@ def subcommands(bad, tmp_path):
     out = tmp_path / "out"
     return {
         "select": ["select", bad, "--out", out / "s.h5ad"],
-        "prior": ["prior", bad, "--out-regulators", out / "r.txt", "--out-edges", out / "e.tsv", "--report", out / "r.json"],
+        "prior": [
+            "prior",
+            bad,
+            "--out-regulators",
+            out / "r.txt",
+            "--out-edges",
+            out / "e.tsv",
+            "--report",
+            out / "r.json",
+        ],
         "export": ["export", bad, "--h5ad", out / "n.h5ad", "--edges", out / "e.tsv"],
         "evaluate": ["evaluate", bad, "--truth", good, "--truth-key", "gene_dag", "--out", out / "m.json"],
         "evaluate-truth": ["evaluate", good, "--truth", bad, "--out", out / "m.json"],
@@ -344,9 +436,14 @@ def test_every_subcommand_reports_a_bad_h5ad_in_one_line(tmp_path, capsys, comma
 def test_a_single_gene_says_so_naming_the_file(tmp_path, capsys):
     one = counts_adata(n_cells=(30,), n_genes=1)
     one.write_h5ad(tmp_path / "one.h5ad")
-    fails(capsys, ["solve", tmp_path / "one.h5ad", "--out", tmp_path / "o.h5ad"],
-          f"{tmp_path / 'one.h5ad'}: 1 gene: no possible edge")
-    fails(capsys, preprocess_args(tmp_path / "one.h5ad", tmp_path / "pre", tmp_path / "g.tsv"), "1 gene: no possible edge")
+    fails(
+        capsys,
+        ["solve", tmp_path / "one.h5ad", "--out", tmp_path / "o.h5ad"],
+        f"{tmp_path / 'one.h5ad'}: 1 gene: no possible edge",
+    )
+    fails(
+        capsys, preprocess_args(tmp_path / "one.h5ad", tmp_path / "pre", tmp_path / "g.tsv"), "1 gene: no possible edge"
+    )
     from gene_dag.errors import InputError
     from gene_dag.prior import build_mask
 
@@ -356,13 +453,22 @@ def test_a_single_gene_says_so_naming_the_file(tmp_path, capsys):
 
 def test_one_cell_and_all_constant_genes(tmp_path, capsys):
     counts_adata(n_cells=(1,)).write_h5ad(tmp_path / "cell.h5ad")
-    fails(capsys, preprocess_args(tmp_path / "cell.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
-          str(tmp_path / "cell.h5ad"), "1 cell: no variance to learn from")
+    fails(
+        capsys,
+        preprocess_args(tmp_path / "cell.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
+        str(tmp_path / "cell.h5ad"),
+        "1 cell: no variance to learn from",
+    )
     flat = counts_adata(n_cells=(30, 30))
     flat.X = sp.csr_matrix(np.ones(flat.shape, dtype=np.float32))
     flat.write_h5ad(tmp_path / "flat.h5ad")
-    fails(capsys, preprocess_args(tmp_path / "flat.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
-          str(tmp_path / "flat.h5ad"), "no group is left", "0 gene(s) vary within the group")
+    fails(
+        capsys,
+        preprocess_args(tmp_path / "flat.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
+        str(tmp_path / "flat.h5ad"),
+        "no group is left",
+        "0 gene(s) vary within the group",
+    )
     assert not (tmp_path / "pre").exists() and not (tmp_path / "g.tsv").exists()
 
 
@@ -397,8 +503,11 @@ def test_empty_and_header_only_prior_files(tmp_path, caplog):
 
 def test_select_with_an_empty_gene_list_names_the_file(tmp_path, capsys, data):
     (tmp_path / "genes.txt").write_text("# none yet\n")
-    fails(capsys, ["select", data, "--out", tmp_path / "s.h5ad", "--method", "list", "--genes", tmp_path / "genes.txt"],
-          f"{tmp_path / 'genes.txt'}: gene list names no gene")
+    fails(
+        capsys,
+        ["select", data, "--out", tmp_path / "s.h5ad", "--method", "list", "--genes", tmp_path / "genes.txt"],
+        f"{tmp_path / 'genes.txt'}: gene list names no gene",
+    )
 
 
 def test_no_output_may_replace_an_input(tmp_path, capsys, data):
@@ -409,14 +518,36 @@ def test_no_output_may_replace_an_input(tmp_path, capsys, data):
     for argv in (
         ["select", data, "--out", data],
         ["select", data, "--out", regs, "--regulators", regs],
-        ["prior", net, "--regulators", regs, "--out-regulators", regs, "--out-edges", tmp_path / "e.tsv",
-         "--report", tmp_path / "r.json"],
+        [
+            "prior",
+            net,
+            "--regulators",
+            regs,
+            "--out-regulators",
+            regs,
+            "--out-edges",
+            tmp_path / "e.tsv",
+            "--report",
+            tmp_path / "r.json",
+        ],
         ["export", net, "--h5ad", net],
         ["evaluate", net, "--truth", net, "--truth-key", "gene_dag", "--out", net],
     ):
         fails(capsys, argv, "replace the input")
-    fails(capsys, ["prior", net, "--out-regulators", tmp_path / "x", "--out-edges", tmp_path / "x",
-                   "--report", tmp_path / "r.json"], "two different outputs")
+    fails(
+        capsys,
+        [
+            "prior",
+            net,
+            "--out-regulators",
+            tmp_path / "x",
+            "--out-edges",
+            tmp_path / "x",
+            "--report",
+            tmp_path / "r.json",
+        ],
+        "two different outputs",
+    )
     (tmp_path / "link.h5ad").symlink_to(data)
     fails(capsys, ["select", data, "--out", tmp_path / "link.h5ad", "--method", "all"], "replace the input")
     before = snapshot(tmp_path)
@@ -456,18 +587,28 @@ def test_workflow_prior_for_a_group_that_does_not_exist_stops_before_any_solve(t
     from test_workflow import edit_config, jobs_run, output_of, prepare, snakemake
 
     prepare(tmp_path)
-    edit_config(tmp_path, lambda c: c["datasets"][0]["priors"]["groups"].update(
-        {"lungs": c["datasets"][0]["priors"]["groups"].pop("lung")}))
+    edit_config(
+        tmp_path,
+        lambda c: c["datasets"][0]["priors"]["groups"].update(
+            {"lungs": c["datasets"][0]["priors"]["groups"].pop("lung")}
+        ),
+    )
     proc = snakemake(tmp_path, "--configfile", "config.yaml")
     assert proc.returncode != 0, output_of(proc)
     text = proc.stdout + proc.stderr
-    assert ("config key datasets[0].priors.groups: 'lungs' match(es) no group of dataset toy "
-            "(groups found: 'liver', 'lung', 'tiny gland')") in text, output_of(proc)
+    assert (
+        "config key datasets[0].priors.groups: 'lungs' match(es) no group of dataset toy "
+        "(groups found: 'liver', 'lung', 'tiny gland')"
+    ) in text, output_of(proc)
     groups = tmp_path / "results/toy/groups"
     assert not groups.exists() or not list(groups.rglob("*.h5ad")), output_of(proc)  # no group job ran
     # the slug names a group as well, and fixing the key does not redo preprocess
-    edit_config(tmp_path, lambda c: c["datasets"][0]["priors"]["groups"].update(
-        {"tiny_gland": c["datasets"][0]["priors"]["groups"].pop("lungs")}))
+    edit_config(
+        tmp_path,
+        lambda c: c["datasets"][0]["priors"]["groups"].update(
+            {"tiny_gland": c["datasets"][0]["priors"]["groups"].pop("lungs")}
+        ),
+    )
     proc = snakemake(tmp_path, "--configfile", "config.yaml", "--dry-run")
     assert proc.returncode == 0 and "preprocess" not in jobs_run(proc), output_of(proc)
 
@@ -490,13 +631,22 @@ def test_expression_tables_bom_latin1_and_empty_gene_names(tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c["datasets"][0].update(max_value=10), "config key datasets[0].max_value: is only used with scale: true"),
-        (lambda c: c["datasets"][0].update(values="log", target_sum=1e4),
-         "config key datasets[0].target_sum: is only used with values: counts"),
-        (lambda c: c["datasets"][0]["genes"].update(list="priors/regulators.txt"),
-         "config key datasets[0].genes.list: is only used with genes.method: list"),
-        (lambda c: c["datasets"][0]["priors"].update(regulators="priors"),
-         "config key datasets[0].priors.regulators: priors is a directory, not a file"),
+        (
+            lambda c: c["datasets"][0].update(max_value=10),
+            "config key datasets[0].max_value: is only used with scale: true",
+        ),
+        (
+            lambda c: c["datasets"][0].update(values="log", target_sum=1e4),
+            "config key datasets[0].target_sum: is only used with values: counts",
+        ),
+        (
+            lambda c: c["datasets"][0]["genes"].update(list="priors/regulators.txt"),
+            "config key datasets[0].genes.list: is only used with genes.method: list",
+        ),
+        (
+            lambda c: c["datasets"][0]["priors"].update(regulators="priors"),
+            "config key datasets[0].priors.regulators: priors is a directory, not a file",
+        ),
     ],
     ids=["max_value-without-scale", "target_sum-without-counts", "list-without-method-list", "directory"],
 )
@@ -512,26 +662,39 @@ def test_workflow_config_keys_that_would_be_ignored_are_errors(tmp_path, edit, m
 
 
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, data):
-    fails(capsys, ["select", data, "--out", "/proc/gene-dag-test/s.h5ad", "--method", "all"],
-          "/proc/gene-dag-test/s.h5ad", "cannot")
+    fails(
+        capsys,
+        ["select", data, "--out", "/proc/gene-dag-test/s.h5ad", "--method", "all"],
+        "/proc/gene-dag-test/s.h5ad",
+        "cannot",
+    )
     unlabelled = counts_adata()
     unlabelled.obs["tissue"] = pd.Categorical([None] * unlabelled.n_obs, categories=["A"])
     unlabelled.write_h5ad(tmp_path / "nolabel.h5ad")
-    fails(capsys, preprocess_args(tmp_path / "nolabel.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
-          "no cell has a 'tissue' label")
+    fails(
+        capsys,
+        preprocess_args(tmp_path / "nolabel.h5ad", tmp_path / "pre", tmp_path / "g.tsv"),
+        "no cell has a 'tissue' label",
+    )
 
 
 def test_export_and_evaluate_refuse_malformed_side_inputs(tmp_path, capsys):
     net = network_adata()
     net.write_h5ad(tmp_path / "net.h5ad")
     (tmp_path / "report.json").write_text("[1, 2]\n")
-    fails(capsys, ["export", tmp_path / "net.h5ad", "--summary", tmp_path / "s.json", "--prior-report",
-                   tmp_path / "report.json"], f"{tmp_path / 'report.json'}: the prior report is a JSON list")
+    fails(
+        capsys,
+        ["export", tmp_path / "net.h5ad", "--summary", tmp_path / "s.json", "--prior-report", tmp_path / "report.json"],
+        f"{tmp_path / 'report.json'}: the prior report is a JSON list",
+    )
     net.varp["gene_dag"] = sp.csr_matrix(np.where(net.varp["gene_dag"].toarray() > 0, np.nan, 0).astype(np.float32))
     net.write_h5ad(tmp_path / "nan.h5ad")
     (tmp_path / "truth.tsv").write_text("source\ttarget\nG00\tG01\n")
-    fails(capsys, ["evaluate", tmp_path / "nan.h5ad", "--truth", tmp_path / "truth.tsv"],
-          f"{tmp_path / 'nan.h5ad'}: varp['gene_dag'] holds NaN or infinite weights")
+    fails(
+        capsys,
+        ["evaluate", tmp_path / "nan.h5ad", "--truth", tmp_path / "truth.tsv"],
+        f"{tmp_path / 'nan.h5ad'}: varp['gene_dag'] holds NaN or infinite weights",
+    )
     assert not (tmp_path / "s.json").exists()
 
 
@@ -544,7 +707,9 @@ def test_a_binary_file_given_as_a_text_input_says_what_it_is(tmp_path, data):
     (tmp_path / "regs.txt.gz").write_bytes(gzip.compress(b"GATA1\n"))
     with pytest.raises(InputError, match=r"regs\.txt\.gz: is gzip-compressed; decompress it"):
         read_regulators(tmp_path / "regs.txt.gz")
-    with pytest.raises(InputError, match=r"data\.h5ad: is an HDF5 file \(\.h5ad\?\), but the edge prior must be plain text"):
+    with pytest.raises(
+        InputError, match=r"data\.h5ad: is an HDF5 file \(\.h5ad\?\), but the edge prior must be plain text"
+    ):
         read_edge_prior(data)
 
 
@@ -561,12 +726,30 @@ def test_an_empty_first_field_of_an_edge_prior_is_not_shifted_away(tmp_path):
 
 
 def test_qc_or_selection_leaving_too_few_genes_names_the_file(tmp_path, capsys, data):
-    fails(capsys, preprocess_args(data, tmp_path / "pre", tmp_path / "g.tsv") + ["--min-cells", "1000"],
-          str(data), "QC (min_genes=0, min_cells=1000) left 110 cells x 0 genes")
+    fails(
+        capsys,
+        preprocess_args(data, tmp_path / "pre", tmp_path / "g.tsv") + ["--min-cells", "1000"],
+        str(data),
+        "QC (min_genes=0, min_cells=1000) left 110 cells x 0 genes",
+    )
     assert not (tmp_path / "pre").exists()
     (tmp_path / "one.txt").write_text("G03\nNOT_A_GENE\n")
-    fails(capsys, ["select", data, "--out", tmp_path / "s.h5ad", "--method", "list", "--genes", tmp_path / "one.txt",
-                   "--no-force"], str(data), "gene selection kept 1 gene(s); a network needs at least 2")
+    fails(
+        capsys,
+        [
+            "select",
+            data,
+            "--out",
+            tmp_path / "s.h5ad",
+            "--method",
+            "list",
+            "--genes",
+            tmp_path / "one.txt",
+            "--no-force",
+        ],
+        str(data),
+        "gene selection kept 1 gene(s); a network needs at least 2",
+    )
     assert not (tmp_path / "s.h5ad").exists()
 
 

@@ -19,8 +19,9 @@ GENES = ["SPI1", "IRF8", "LYZ", "CD14", "MS4A1"]
 @pytest.fixture
 def solved(tmp_path):
     W = sp.csr_matrix(([0.9, -0.4, 0.2], ([0, 0, 1], [2, 3, 3])), shape=(5, 5), dtype=np.float32)
-    adata = anndata.AnnData(X=np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32),
-                            var=pd.DataFrame(index=GENES))
+    adata = anndata.AnnData(
+        X=np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32), var=pd.DataFrame(index=GENES)
+    )
     adata.varp["gene_dag"] = W
     adata.varp["gene_dag_stability"] = sp.csr_matrix(([1.0, 0.5, 0.25], W.nonzero()), shape=(5, 5))
     path = tmp_path / "solved.h5ad"

@@ -129,8 +129,15 @@ def test_a_lasso_cut_short_by_max_time_is_resumed_not_skipped(tmp_path):
     regulators = list(adata.var_names[adata.var["is_regulator"].to_numpy()])
     ref = fit(adata, regulators=regulators, device="cpu")
     ckpt = tmp_path / "ckpt"
-    stopped = fit(adata, regulators=regulators, device="cpu", checkpoint=ckpt, checkpoint_interval=0,
-                  max_time=0.0, return_result=True)
+    stopped = fit(
+        adata,
+        regulators=regulators,
+        device="cpu",
+        checkpoint=ckpt,
+        checkpoint_interval=0,
+        max_time=0.0,
+        return_result=True,
+    )
     assert bool(stopped.info["run"]["converged"]) is False
     state = torch.load(ckpt / FILENAME, map_location="cpu", weights_only=True)
     assert state["stage"] == "lasso"  # not marked done
@@ -262,8 +269,14 @@ def test_interrupted_snakemake_run_resumes_the_solve(tmp_path):
     config = {
         "seed": 0,
         "solver": {"lambda1": 0.02, "w_threshold": 0.3, "device": "cpu"},
-        "datasets": [{"name": "sim", "simulate": {"genes": 100, "cells": 2000, "graph": "er", "edges_per_node": 2.0},
-                      "values": "scaled", "genes": {"method": "all"}}],
+        "datasets": [
+            {
+                "name": "sim",
+                "simulate": {"genes": 100, "cells": 2000, "graph": "er", "edges_per_node": 2.0},
+                "values": "scaled",
+                "genes": {"method": "all"},
+            }
+        ],
     }
     runs = {}
     for name in ("reference", "interrupted"):
@@ -272,8 +285,14 @@ def test_interrupted_snakemake_run_resumes_the_solve(tmp_path):
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         runs[name] = work
     cfg = ("--configfile", "config.yaml")
-    ref = subprocess.run(_snakemake(runs["reference"], *cfg), cwd=runs["reference"], env=_env(),
-                         capture_output=True, text=True, timeout=900)
+    ref = subprocess.run(
+        _snakemake(runs["reference"], *cfg),
+        cwd=runs["reference"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     work = runs["interrupted"]
@@ -281,8 +300,9 @@ def test_interrupted_snakemake_run_resumes_the_solve(tmp_path):
     log = tmp_path / "snakemake.log"
     with open(log, "w") as fh:
         # its own process group, as a terminal's foreground job: Ctrl-C signals the whole group
-        proc = subprocess.Popen(_snakemake(work, *cfg), cwd=work, env=_env(), stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            _snakemake(work, *cfg), cwd=work, env=_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 600
             while not list(group.glob(f"*/solve_checkpoint/{FILENAME}")):

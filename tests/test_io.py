@@ -20,8 +20,7 @@ VALUES = np.array([[1.0, 0.0, 2.5, 3.0], [0.0, 4.0, 0.0, 1.5], [2.0, 2.0, 1.0, 0
 
 def make_adata(values=VALUES, genes=GENES, sparse=False) -> ad.AnnData:
     X = sp.csr_matrix(values) if sparse else np.asarray(values)
-    return ad.AnnData(X=X, obs=pd.DataFrame(index=CELLS[: len(values)]),
-                      var=pd.DataFrame(index=genes))
+    return ad.AnnData(X=X, obs=pd.DataFrame(index=CELLS[: len(values)]), var=pd.DataFrame(index=genes))
 
 
 def write_table(path, values=VALUES, genes=GENES, cells=CELLS, transpose=False):
@@ -69,8 +68,7 @@ def test_tables_both_orientations(tmp_path, name, orientation):
     assert list(a.obs_names) == CELLS and list(a.var_names) == GENES
     np.testing.assert_array_equal(a.X, VALUES)
     # read with the wrong orientation, the axes swap
-    b = io.read_expression(path, orientation=(
-        "cells_x_genes" if orientation == "genes_x_cells" else "genes_x_cells"))
+    b = io.read_expression(path, orientation=("cells_x_genes" if orientation == "genes_x_cells" else "genes_x_cells"))
     assert b.shape == (4, 3) and list(b.obs_names) == GENES
 
 
@@ -168,13 +166,16 @@ def test_unknown_and_unreadable_formats(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["h5ad", "h5ad-sparse", "csv"])
-@pytest.mark.parametrize("bad,message", [(np.nan, "NaN values"), (np.inf, "infinite values"),
-                                          (-np.inf, "infinite values")])
+@pytest.mark.parametrize(
+    "bad,message", [(np.nan, "NaN values"), (np.inf, "infinite values"), (-np.inf, "infinite values")]
+)
 def test_nan_and_inf(tmp_path, fmt, bad, message):
     values = VALUES.copy()
     values[2, 1] = bad
     path = write_bad(tmp_path, fmt, values)
-    with pytest.raises(InputError, match=rf"bad\S*: {message} in the expression matrix \(first at cell 'c2', gene 'Spi1'\)"):
+    with pytest.raises(
+        InputError, match=rf"bad\S*: {message} in the expression matrix \(first at cell 'c2', gene 'Spi1'\)"
+    ):
         io.read_expression(path)
 
 
@@ -266,8 +267,9 @@ def test_atomic_write_success_and_failure(tmp_path):
 
 
 def test_writers(tmp_path):
-    io.write_json({"b": np.float32(1.5), "a": np.int64(3), "arr": np.arange(2), "flag": np.bool_(True)},
-                  tmp_path / "x.json")
+    io.write_json(
+        {"b": np.float32(1.5), "a": np.int64(3), "arr": np.arange(2), "flag": np.bool_(True)}, tmp_path / "x.json"
+    )
     text = (tmp_path / "x.json").read_text()
     assert json.loads(text) == {"a": 3, "arr": [0, 1], "b": 1.5, "flag": True}
     assert text.index('"a"') < text.index('"b"') and '\n  "a": 3' in text

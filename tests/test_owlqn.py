@@ -24,6 +24,7 @@ def _quadratic(A, B):
     def smooth(V):
         AV = A @ V
         return 0.5 * (V * AV).sum() - (B * V).sum(), AV - B
+
     return smooth
 
 

@@ -34,11 +34,23 @@ def net(seed: int, stability: bool = False) -> anndata.AnnData:
         S = sp.csr_matrix(W != 0, dtype=np.float32)
         S.data = rng.uniform(0, 1, S.nnz).astype(np.float32)
         adata.varp["gene_dag_stability"] = S
-    rounds = [{"round": 0, "components": 1, "largest": 2, "active_edges": 12 + seed, "added": 3, "max_h": 1e-3 * (seed + 1)},
-              {"round": 1, "components": 1, "largest": 2, "active_edges": 15 + seed, "added": 0, "max_h": 1e-9}]
-    adata.uns["gene_dag"] = {"run": {"converged": bool(seed % 2 == 0), "score": 10.0 + seed, "final_h": 1e-9,
-                                     "lasso_iterations": 10, "core_rounds": 2, "n_core": 2, "n_edges": int((W != 0).sum()),
-                                     "total_wall_time_s": 1.5, "rounds_json": json.dumps(rounds)}}
+    rounds = [
+        {"round": 0, "components": 1, "largest": 2, "active_edges": 12 + seed, "added": 3, "max_h": 1e-3 * (seed + 1)},
+        {"round": 1, "components": 1, "largest": 2, "active_edges": 15 + seed, "added": 0, "max_h": 1e-9},
+    ]
+    adata.uns["gene_dag"] = {
+        "run": {
+            "converged": bool(seed % 2 == 0),
+            "score": 10.0 + seed,
+            "final_h": 1e-9,
+            "lasso_iterations": 10,
+            "core_rounds": 2,
+            "n_core": 2,
+            "n_edges": int((W != 0).sum()),
+            "total_wall_time_s": 1.5,
+            "rounds_json": json.dumps(rounds),
+        }
+    }
     return adata
 
 

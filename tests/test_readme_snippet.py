@@ -59,5 +59,6 @@ def test_readme_snippet_loads_a_network(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md snippet", "exec"), namespace)
     out = capsys.readouterr().out
     assert "SPI1" in out and "LYZ" in out  # the strongest edge, SPI1 -> LYZ, is shown
-    assert any(isinstance(v, pd.DataFrame) and {"source", "target", "weight"} <= set(v.columns)
-               for v in namespace.values())
+    assert any(
+        isinstance(v, pd.DataFrame) and {"source", "target", "weight"} <= set(v.columns) for v in namespace.values()
+    )

@@ -24,8 +24,18 @@ def _run(V, allowed=None, required=None, sign=None):
     d = 4
     allowed = ~np.eye(d, dtype=bool) if allowed is None else allowed
     required = np.zeros((d, d), dtype=bool) if required is None else required
-    return refine_reversals(A, B, V * sigma[:, None], np.full((d, d), 0.02) / sigma[:, None], allowed, required,
-                            sign, sigma, np.arange(d), w_threshold=0.3)
+    return refine_reversals(
+        A,
+        B,
+        V * sigma[:, None],
+        np.full((d, d), 0.02) / sigma[:, None],
+        allowed,
+        required,
+        sign,
+        sigma,
+        np.arange(d),
+        w_threshold=0.3,
+    )
 
 
 def _support(Vs, sigma):

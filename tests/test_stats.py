@@ -66,8 +66,9 @@ def write_backed(tmp_path, X, name="x.h5ad", **kw):
 @pytest.mark.parametrize("scale", [False, True])
 def test_stream_matches_direct(tmp_path, kind, block_rows, regulators, scale):
     X = make_sparse()
-    data = {"dense": lambda: X.toarray(), "csr": lambda: X,
-            "anndata": lambda: ad.AnnData(X=X)}.get(kind, lambda: None)()
+    data = {"dense": lambda: X.toarray(), "csr": lambda: X, "anndata": lambda: ad.AnnData(X=X)}.get(
+        kind, lambda: None
+    )()
     if kind in ("backed", "path"):
         path = write_backed(tmp_path, X)
         data = ad.read_h5ad(path, backed="r") if kind == "backed" else path

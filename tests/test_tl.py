@@ -166,8 +166,10 @@ def test_import_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert callable(gene_dag.tl.effects) and callable(gene_dag.fit)
-    code = ("import sys\nfrom gene_dag.cli import build_parser\nbuild_parser().format_help()\n"
-            "print(sorted(m for m in ('torch', 'scanpy', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys\nfrom gene_dag.cli import build_parser\nbuild_parser().format_help()\n"
+        "print(sorted(m for m in ('torch', 'scanpy', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # gene-dag --help, with effects, knockout and plot registered
 

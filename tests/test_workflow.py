@@ -123,7 +123,9 @@ def prepare(workdir: Path) -> None:
     priors.mkdir()
     (priors / "regulators.txt").write_text("\n".join(REGULATORS + ["NOT_A_GENE"]) + "\n")
     (priors / "lung_regulators.txt").write_text("\n".join(LUNG_REGULATORS) + "\n")
-    (priors / "edges.tsv").write_text("source\ttarget\ttype\n" + "".join(f"{s}\t{t}\tforbidden\n" for s, t in FORBIDDEN))
+    (priors / "edges.tsv").write_text(
+        "source\ttarget\ttype\n" + "".join(f"{s}\t{t}\tforbidden\n" for s, t in FORBIDDEN)
+    )
     write_config(workdir)
 
 

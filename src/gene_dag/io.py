@@ -145,8 +145,14 @@ def read_expression(
         adata = _with_layer_in_x(adata, layer, label)
     if validate:
         validate_expression(adata, label)
-    log.info("read %s: %d cells x %d genes%s%s", label, adata.n_obs, adata.n_vars,
-             f", layer {layer}" if layer else "", ", backed" if mode else "")
+    log.info(
+        "read %s: %d cells x %d genes%s%s",
+        label,
+        adata.n_obs,
+        adata.n_vars,
+        f", layer {layer}" if layer else "",
+        ", backed" if mode else "",
+    )
     return adata
 
 
@@ -164,8 +170,7 @@ def _read_bundled(label: str) -> anndata.AnnData:
     name = label.split(":", 1)[1]
     if name not in BUNDLED_DATASETS:
         raise InputError(
-            f"unknown bundled dataset {name!r}; available: "
-            + ", ".join(f"scanpy:{n}" for n in BUNDLED_DATASETS),
+            f"unknown bundled dataset {name!r}; available: " + ", ".join(f"scanpy:{n}" for n in BUNDLED_DATASETS),
             label,
         )
     import scanpy as sc
@@ -200,13 +205,19 @@ def _read_10x(path: Path, fmt: str) -> anndata.AnnData:
     """A Cell Ranger .h5 file or Matrix Market folder via scanpy; gene symbols as names, made unique."""
     import scanpy as sc
 
-    adata = sc.read_10x_h5(path) if fmt == TENX_H5 else sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False)
+    adata = (
+        sc.read_10x_h5(path) if fmt == TENX_H5 else sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False)
+    )
     repeated = adata.var_names[adata.var_names.duplicated()].unique()
     if len(repeated):
         # 10x references repeat some symbols (one per gene ID); keep every gene, renamed -1, -2, ...
-        log.warning("%s: %d gene symbol(s) occur more than once (first few: %s); made unique with "
-                    "var_names_make_unique (SYMBOL-1, ...); the gene IDs are in var['gene_ids']",
-                    path, len(repeated), first_few(repeated))
+        log.warning(
+            "%s: %d gene symbol(s) occur more than once (first few: %s); made unique with "
+            "var_names_make_unique (SYMBOL-1, ...); the gene IDs are in var['gene_ids']",
+            path,
+            len(repeated),
+            first_few(repeated),
+        )
         adata.var_names_make_unique()
     return adata
 
@@ -233,7 +244,9 @@ def _read_table(path: Path, sep: str, orientation: str) -> anndata.AnnData:
     try:
         df = pd.read_csv(path, sep=sep, index_col=0)
     except UnicodeDecodeError:
-        raise InputError(f"line {_first_undecodable_line(path)}: not UTF-8 text; save the table as UTF-8", path) from None
+        raise InputError(
+            f"line {_first_undecodable_line(path)}: not UTF-8 text; save the table as UTF-8", path
+        ) from None
     # pandas renames repeated header names (A, A.1); keep them as written so that
     # duplicate gene names are reported, not silently renamed
     header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
@@ -242,8 +255,7 @@ def _read_table(path: Path, sep: str, orientation: str) -> anndata.AnnData:
     non_numeric = [c for c, t in zip(df.columns, df.dtypes) if len(df) and not pd.api.types.is_numeric_dtype(t)]
     if non_numeric:
         raise InputError(
-            f"{len(non_numeric)} column(s) hold non-numeric values (first few: "
-            f"{first_few(non_numeric)})",
+            f"{len(non_numeric)} column(s) hold non-numeric values (first few: {first_few(non_numeric)})",
             path,
         )
     if orientation == "genes_x_cells":
@@ -584,7 +596,9 @@ def read_network(path: str | os.PathLike, key: str = "gene_dag"):
         raise InputError(f"cannot read as a tab-separated edge table ({one_line(exc)})", path) from exc
     missing = [c for c in ("source", "target", "weight") if c not in table.columns]
     if missing:
-        raise InputError(f"edge table lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, table.columns))})", path)
+        raise InputError(
+            f"edge table lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, table.columns))})", path
+        )
     extra = [c for c in table.columns if c not in ("source", "target")]
     for col in extra:
         values = pd.to_numeric(table[col], errors="coerce")
@@ -663,9 +677,7 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
     return path
 
 
-def check_outputs(
-    outputs: Sequence[str | os.PathLike | None], inputs: Sequence[str | os.PathLike | None] = ()
-) -> None:
+def check_outputs(outputs: Sequence[str | os.PathLike | None], inputs: Sequence[str | os.PathLike | None] = ()) -> None:
     """:func:`check_output_path` for every output (None skipped); two outputs naming one file are refused too."""
     seen: set[Path] = set()
     for out in outputs:

@@ -253,8 +253,15 @@ def network(
         handles.append(Line2D([], [], color=NEUTRAL, lw=0.6 + 2.6 * frac, label=f"|weight| = {frac * wmax:.2g}"))
     if stability is not None:
         handles.append(Line2D([], [], color=NEUTRAL, lw=2, alpha=0.3, label="fainter = less stable edge"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
-              title="edge (arrow: cause → target)", title_fontsize=8)
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+        frameon=False,
+        title="edge (arrow: cause → target)",
+        title_fontsize=8,
+    )
     if title is None:
         what = f"around {', '.join(genes)}" if genes else "strongest edges"
         title = f"Gene regulatory network, {what}: {len(edges)} of {W.nnz} edges"
@@ -294,10 +301,20 @@ def degree(
     own = ax is None
     ax = _axes(ax, (6.5, 4.0))
     width = 0.4
-    ax.bar(x - width / 2, np.bincount(out_deg, minlength=top + 1), width, color="#8e44ad",
-           label=f"out-degree: targets of a gene (mean {out_deg.mean():.2f})")
-    ax.bar(x + width / 2, np.bincount(in_deg, minlength=top + 1), width, color="#27ae60",
-           label=f"in-degree: regulators of a gene (mean {in_deg.mean():.2f})")
+    ax.bar(
+        x - width / 2,
+        np.bincount(out_deg, minlength=top + 1),
+        width,
+        color="#8e44ad",
+        label=f"out-degree: targets of a gene (mean {out_deg.mean():.2f})",
+    )
+    ax.bar(
+        x + width / 2,
+        np.bincount(in_deg, minlength=top + 1),
+        width,
+        color="#27ae60",
+        label=f"in-degree: regulators of a gene (mean {in_deg.mean():.2f})",
+    )
     ax.set_yscale("symlog", linthresh=1)
     ax.set_xlabel("number of edges")
     ax.set_ylabel("number of genes")
@@ -385,8 +402,14 @@ def effects(
     own = ax is None
     ax = _axes(ax, (6.5, max(3.0, 0.28 * len(frame) + 1.6)))
     if frame.empty:
-        ax.text(0.5, 0.5, f"{gene} has no targets in the network:\nraising it changes no other gene",
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"{gene} has no targets in the network:\nraising it changes no other gene",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.axis("off")
         log.warning("pl.effects: %s has no targets in the network", gene)
     else:
@@ -402,8 +425,11 @@ def effects(
             fontsize=8, frameon=False, loc="best",
         )  # fmt: skip
     n_affected = int((total != 0).sum() - 1)
-    ax.set_title(title or f"Effect of raising {gene} by one unit: top {len(frame)} of {n_affected} affected genes",
-                 fontsize=10, loc="left")
+    ax.set_title(
+        title or f"Effect of raising {gene} by one unit: top {len(frame)} of {n_affected} affected genes",
+        fontsize=10,
+        loc="left",
+    )
     return _finish(ax, show, save, own)
 
 
@@ -447,8 +473,17 @@ def knockout(
 
     _check_count("n_top", n_top)
     genes = [genes] if isinstance(genes, str) else list(genes)
-    result = tl.knockout(adata, genes, value=value, fraction=fraction, groupby=groupby, layer=layer, key=key,
-                         key_added="_pl_knockout", copy=True).uns["_pl_knockout"]
+    result = tl.knockout(
+        adata,
+        genes,
+        value=value,
+        fraction=fraction,
+        groupby=groupby,
+        layer=layer,
+        key=key,
+        key_added="_pl_knockout",
+        copy=True,
+    ).uns["_pl_knockout"]
     shift = result["shift"].drop(index=genes)
     biggest = shift.abs().max(axis=1)
     shift = shift[biggest > 0].loc[lambda s: s.abs().max(axis=1).sort_values(ascending=False, kind="mergesort").index]
@@ -459,19 +494,33 @@ def knockout(
     observed = result["observed"].loc[genes].mean(axis=1)
     what += " (observed mean " + ", ".join(f"{g} {observed[g]:.3g}" for g in genes) + ")"
     if shift.empty:
-        ax.text(0.5, 0.5, f"{', '.join(genes)} {what}:\nno other gene changes (no targets in the network)",
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"{', '.join(genes)} {what}:\nno other gene changes (no targets in the network)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.axis("off")
     else:
         _bars(ax, shift, "predicted change in mean expression (expression units)")
         if shift.shape[1] == 1:
             from matplotlib.patches import Patch
 
-            ax.legend(handles=[Patch(color=POSITIVE, label="goes up"), Patch(color=NEGATIVE, label="goes down")],
-                      fontsize=8, frameon=False, loc="best")
+            ax.legend(
+                handles=[Patch(color=POSITIVE, label="goes up"), Patch(color=NEGATIVE, label="goes down")],
+                fontsize=8,
+                frameon=False,
+                loc="best",
+            )
     n_changed = max(result["n_changed"].values(), default=0)
-    ax.set_title(title or f"In-silico perturbation: {', '.join(genes)} {what}\n"
-                 f"top {len(shift)} of the {n_changed} genes that change", fontsize=10, loc="left")
+    ax.set_title(
+        title
+        or f"In-silico perturbation: {', '.join(genes)} {what}\ntop {len(shift)} of the {n_changed} genes that change",
+        fontsize=10,
+        loc="left",
+    )
     return _finish(ax, show, save, own)
 
 
@@ -541,8 +590,14 @@ def convergence(
     if not isinstance(record, dict):
         log.warning("pl.convergence: no solver record in uns[%r]; nothing to show", key)
         ax.axis("off")
-        ax.text(0.5, 0.5, f"no solver record in uns[{key!r}]:\nthis network was not learned by gene-dag here",
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"no solver record in uns[{key!r}]:\nthis network was not learned by gene-dag here",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_title(title or "Solver convergence (unknown)", fontsize=10, loc="left")
         return _finish(ax, show, save, own)
     run = record.get("run", record)
@@ -580,11 +635,20 @@ def convergence(
         ax.axis("off")
         text = "no constrained rounds: the allowed edges have no cycle,\nso every gene was a separate lasso\n\n" + text
     drawn = bool(stages or rounds)
-    ax.text(1.22 if drawn else 0.5, 0.5, text, transform=ax.transAxes, fontsize=9, va="center",
-            ha="left" if drawn else "center", family="monospace",
-            bbox=dict(boxstyle="round", fc="#f5f5f5" if converged else "#fdecea", ec="#999999"))
+    ax.text(
+        1.22 if drawn else 0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        fontsize=9,
+        va="center",
+        ha="left" if drawn else "center",
+        family="monospace",
+        bbox=dict(boxstyle="round", fc="#f5f5f5" if converged else "#fdecea", ec="#999999"),
+    )
     if not converged:
         log.warning("pl.convergence: the solve in uns[%r] did not converge", key)
-    ax.set_title(title or f"Solver convergence ({'converged' if converged else 'NOT converged'})",
-                 fontsize=10, loc="left")
+    ax.set_title(
+        title or f"Solver convergence ({'converged' if converged else 'NOT converged'})", fontsize=10, loc="left"
+    )
     return _finish(ax, show, save, own)

@@ -106,11 +106,15 @@ def qc_filter(adata, min_genes: int = 0, min_cells: int = 0, source: str = "data
     if min_genes > 0:
         before = adata.n_obs
         sc.pp.filter_cells(adata, min_genes=min_genes)
-        log.info("%s: QC removed %d of %d cells with < %d expressed genes", source, before - adata.n_obs, before, min_genes)
+        log.info(
+            "%s: QC removed %d of %d cells with < %d expressed genes", source, before - adata.n_obs, before, min_genes
+        )
     if min_cells > 0:
         before = adata.n_vars
         sc.pp.filter_genes(adata, min_cells=min_cells)
-        log.info("%s: QC removed %d of %d genes expressed in < %d cells", source, before - adata.n_vars, before, min_cells)
+        log.info(
+            "%s: QC removed %d of %d genes expressed in < %d cells", source, before - adata.n_vars, before, min_cells
+        )
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(
             f"QC (min_genes={min_genes}, min_cells={min_cells}) left {adata.n_obs} cells x {adata.n_vars} genes",
@@ -145,9 +149,7 @@ def drop_constant_genes(adata, tol: float = 1e-12, source: str = "data"):
     constant = var <= tol
     dropped = adata.var_names[constant].tolist()
     if dropped:
-        log.info(
-            "%s: dropped %d zero-variance gene(s) (first: %s)", source, len(dropped), ", ".join(dropped[:5])
-        )
+        log.info("%s: dropped %d zero-variance gene(s) (first: %s)", source, len(dropped), ", ".join(dropped[:5]))
         adata = adata[:, ~constant].copy()
     return adata, dropped
 

@@ -118,7 +118,9 @@ def select_genes(
         if missing_list:
             log.warning(
                 "%s: %d gene(s) of the gene list are not in the data (first: %s)",
-                source, len(missing_list), ", ".join(missing_list[:5]),
+                source,
+                len(missing_list),
+                ", ".join(missing_list[:5]),
             )
         reason[present] = "list"
 
@@ -129,7 +131,9 @@ def select_genes(
     if missing_forced:
         log.warning(
             "%s: %d gene(s) named by the prior are not in the data (absent or constant here; first: %s)",
-            source, len(missing_forced), ", ".join(missing_forced[:5]),
+            source,
+            len(missing_forced),
+            ", ".join(missing_forced[:5]),
         )
     keep = (reason != "").to_numpy()
     if keep.sum() < 2:
@@ -149,7 +153,9 @@ def select_genes(
     }
     log.info(
         "%s: selected %d of %d genes (%s%s)",
-        source, out.n_vars, adata.n_vars,
+        source,
+        out.n_vars,
+        adata.n_vars,
         {"hvg": f"{n_top_genes} highly variable by {flavor}", "list": "gene list", "all": "all genes"}[method],
         f", {int(newly.sum())} more named by the prior" if newly.any() else "",
     )

@@ -151,9 +151,15 @@ class SufficientStats:
         except Exception as exc:  # noqa: BLE001 - not an npz, corrupt, pickled objects ...
             raise InputError(f"cannot read statistics ({io.one_line(exc)})", path) from exc
         return cls(
-            genes=a["genes"], regulators=a["regulators"].astype(np.int64), n=int(a["n"]),
-            mean=a["mean"], std=a["std"], cov=a["cov"], scaled=bool(a["scaled"]),
-            zero_variance=a["zero_variance"].astype(bool), max_cell_share=a.get("max_cell_share"),
+            genes=a["genes"],
+            regulators=a["regulators"].astype(np.int64),
+            n=int(a["n"]),
+            mean=a["mean"],
+            std=a["std"],
+            cov=a["cov"],
+            scaled=bool(a["scaled"]),
+            zero_variance=a["zero_variance"].astype(bool),
+            max_cell_share=a.get("max_cell_share"),
         )
 
 
@@ -213,8 +219,14 @@ def compute_stats(
         log.info(
             "stats: %d cells x %d genes, %d regulators, %s blocks of %d rows on %s "
             "(torch threads %d, %d product thread(s))",
-            n, d, len(reg), "sparse" if plan.sparse else "dense", plan.rows, dev,
-            torch.get_num_threads(), plan.threads,
+            n,
+            d,
+            len(reg),
+            "sparse" if plan.sparse else "dense",
+            plan.rows,
+            dev,
+            torch.get_num_threads(),
+            plan.threads,
         )
         acc = _Accumulator(reg, d, dev, plan)
         with _Progress(n, progress) as bar:
@@ -226,20 +238,30 @@ def compute_stats(
     if zero.any():
         names = genes[zero]
         log.warning(
-            "%d gene(s) with zero variance (first few: %s): std kept at 0, covariance "
-            "set to 0, left out of scaling", len(names), io.first_few(names),
+            "%d gene(s) with zero variance (first few: %s): std kept at 0, covariance set to 0, left out of scaling",
+            len(names),
+            io.first_few(names),
         )
     stats = SufficientStats(
-        genes=genes, regulators=reg, n=n, mean=mean, std=std,
-        cov=cov if cov.dtype == dtype else cov.astype(dtype), scaled=bool(scale),
-        zero_variance=zero, max_cell_share=share,
+        genes=genes,
+        regulators=reg,
+        n=n,
+        mean=mean,
+        std=std,
+        cov=cov if cov.dtype == dtype else cov.astype(dtype),
+        scaled=bool(scale),
+        zero_variance=zero,
+        max_cell_share=share,
     )
     if stats.outlier_dominated.any():
         names = genes[stats.outlier_dominated]
         log.warning(
             "%s%d gene(s) owe more than %d%% of their variance to a single cell (first few: %s): "
-            "an outlier or a unit error? Their edges describe that cell", f"{source}: " if source else "",
-            len(names), round(100 * SINGLE_CELL_VARIANCE_SHARE), io.first_few(names),
+            "an outlier or a unit error? Their edges describe that cell",
+            f"{source}: " if source else "",
+            len(names),
+            round(100 * SINGLE_CELL_VARIANCE_SHARE),
+            io.first_few(names),
         )
     return stats
 
@@ -341,8 +363,7 @@ def _is_sparse_source(matrix: Any) -> bool:
     return sp.issparse(matrix) or getattr(matrix, "format", None) == "csr"
 
 
-def _plan(matrix: Any, k: int, memory_gb: float, dev: Any, dtype: np.dtype,
-          block_rows: int | None) -> _Plan:
+def _plan(matrix: Any, k: int, memory_gb: float, dev: Any, dtype: np.dtype, block_rows: int | None) -> _Plan:
     """Block rows and product layout from the memory budget (formula: module docstring)."""
     import torch
 
@@ -407,7 +428,7 @@ class _Accumulator:
         """Add one row block (dense array or CSR)."""
         torch = self.torch
         if self.shift is None:
-            first = (np.asarray(block.sum(axis=0, dtype=np.float64)).ravel() / block.shape[0])
+            first = np.asarray(block.sum(axis=0, dtype=np.float64)).ravel() / block.shape[0]
             self.shift = torch.as_tensor(first, dtype=torch.float64, device=self.dev)
         if sp.issparse(block) and self.plan.sparse:
             self._add_sparse(block)
@@ -425,11 +446,16 @@ class _Accumulator:
             else:  # ship the CSR arrays (much smaller than dense) and densify on the device
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is beta"
-                    x = torch.sparse_csr_tensor(
-                        torch.from_numpy(block.indptr.astype(np.int64)),
-                        torch.from_numpy(block.indices.astype(np.int64)),
-                        torch.from_numpy(_native_float(block.data)), size=block.shape,
-                    ).to(self.dev).to_dense()
+                    x = (
+                        torch.sparse_csr_tensor(
+                            torch.from_numpy(block.indptr.astype(np.int64)),
+                            torch.from_numpy(block.indices.astype(np.int64)),
+                            torch.from_numpy(_native_float(block.data)),
+                            size=block.shape,
+                        )
+                        .to(self.dev)
+                        .to_dense()
+                    )
         else:
             arr = _native_float(np.ascontiguousarray(block))
             owned = arr is not block  # converted: already a private copy
@@ -508,8 +534,13 @@ class _Accumulator:
         if scale:
             denom = torch.where(zero, torch.ones_like(std), std)
             cov.div_(denom[self.reg_t, None]).div_(denom[None, :])
-        return (mean.cpu().numpy(), std.cpu().numpy(), cov.cpu().numpy(), zero.cpu().numpy(),
-                share.clamp_(max=1.0).cpu().numpy())
+        return (
+            mean.cpu().numpy(),
+            std.cpu().numpy(),
+            cov.cpu().numpy(),
+            zero.cpu().numpy(),
+            share.clamp_(max=1.0).cpu().numpy(),
+        )
 
 
 def _native_float(a: np.ndarray) -> np.ndarray:
@@ -539,8 +570,13 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(rows)
         elif self.enabled and self.done >= self.next_log and self.done < self.total:
-            log.info("stats: %d/%d cells (%.0f%%), %.1f s", self.done, self.total,
-                     100 * self.done / self.total, time.perf_counter() - self.t0)
+            log.info(
+                "stats: %d/%d cells (%.0f%%), %.1f s",
+                self.done,
+                self.total,
+                100 * self.done / self.total,
+                time.perf_counter() - self.t0,
+            )
             self.next_log += self.total / 10
 
     def __exit__(self, *exc: Any) -> None:

@@ -31,7 +31,10 @@ def collect(results: Path) -> pd.DataFrame:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| dataset | group | rule | wall (s) | peak RSS (MB) | CPU (s) |", "| --- | --- | --- | ---: | ---: | ---: |"]
+    lines = [
+        "| dataset | group | rule | wall (s) | peak RSS (MB) | CPU (s) |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
     for r in table.itertuples(index=False):
         lines.append(f"| {r.dataset} | {r.group} | {r.rule} | {r.wall_s:.1f} | {r.max_rss_mb:.0f} | {r.cpu_s:.1f} |")
     by_rule = table.groupby("rule").agg(jobs=("wall_s", "size"), wall=("wall_s", "sum"), peak=("max_rss_mb", "max"))

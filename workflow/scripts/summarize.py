@@ -33,17 +33,15 @@ def dataset_table(summaries, metrics):
 def show(table):
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 32):
         text = table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
-    return (
-        f"gene-dag: {len(table)} network(s); shd / tpr / fdr / auprc where the data carry a true graph\n"
-        f"{text}\n"
-    )
+    return f"gene-dag: {len(table)} network(s); shd / tpr / fdr / auprc where the data carry a true graph\n{text}\n"
 
 
 if snakemake.rule == "dataset_summary":  # noqa: F821
     table = dataset_table(snakemake.input.summaries, snakemake.input.metrics)  # noqa: F821
 else:
+    tables = snakemake.input  # noqa: F821
     table = pd.concat(
-        [pd.read_csv(p, sep="\t", dtype={"group": str}, keep_default_na=False, na_values=[""]) for p in snakemake.input],  # noqa: F821
+        [pd.read_csv(p, sep="\t", dtype={"group": str}, keep_default_na=False, na_values=[""]) for p in tables],
         ignore_index=True,
     )
 table.to_csv(snakemake.output[0], sep="\t", index=False, float_format="%.4g")  # noqa: F821

@@ -34,8 +34,11 @@ def add_network_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("network", type=Path, metavar="NETWORK.h5ad", help="a learned network (network.h5ad)")
     p.add_argument("--genes", required=True, help="comma-separated gene names, e.g. SPI1,IRF8")
     p.add_argument("--key", default="gene_dag", help="varp key of the network (default gene_dag)")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="leave out (with a warning) genes that are not in the network instead of failing")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out (with a warning) genes that are not in the network instead of failing",
+    )
 
 
 def read_network(path: Path, backed: bool = False):

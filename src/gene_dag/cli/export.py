@@ -24,10 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--edges", type=Path, metavar="edges.tsv", help="edge table to write")
     p.add_argument("--graphml", type=Path, metavar="network.graphml", help="GraphML to write")
     p.add_argument("--summary", type=Path, metavar="summary.json", help="JSON summary to write")
-    p.add_argument("--decoupler", type=Path, metavar="FILE.tsv",
-                   help="decoupler network to write (source, target, weight)")
-    p.add_argument("--pyscenic", type=Path, metavar="FILE.tsv",
-                   help="pySCENIC adjacencies to write (TF, target, importance = |weight|)")
+    p.add_argument(
+        "--decoupler", type=Path, metavar="FILE.tsv", help="decoupler network to write (source, target, weight)"
+    )
+    p.add_argument(
+        "--pyscenic",
+        type=Path,
+        metavar="FILE.tsv",
+        help="pySCENIC adjacencies to write (TF, target, importance = |weight|)",
+    )
     p.add_argument("--prior-report", type=Path, metavar="FILE", help="gene-dag prior report to include")
     p.add_argument("--dataset", default=None, help="dataset name recorded in the outputs")
     p.add_argument("--group", default=None, help="group name recorded in the outputs")
@@ -39,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from gene_dag.errors import InputError
     from gene_dag.export import export_network
 
-    io.check_outputs([args.h5ad, args.edges, args.graphml, args.summary, args.decoupler, args.pyscenic], inputs=[args.input, args.prior_report])
+    io.check_outputs(
+        [args.h5ad, args.edges, args.graphml, args.summary, args.decoupler, args.pyscenic],
+        inputs=[args.input, args.prior_report],
+    )
     report = None
     if args.prior_report is not None:
         text = io.read_text(args.prior_report, "prior report")

@@ -26,8 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_network_arguments(p)
     how = p.add_mutually_exclusive_group()
     how.add_argument("--value", type=finite_float, default=0.0, help="level to set the genes to (default 0)")
-    how.add_argument("--fraction", type=nonnegative_float,
-                     help="set the genes to this multiple of their observed level (0.3: knockdown, 2: overexpression)")
+    how.add_argument(
+        "--fraction",
+        type=nonnegative_float,
+        help="set the genes to this multiple of their observed level (0.3: knockdown, 2: overexpression)",
+    )
     p.add_argument("--groupby", help="obs column: one mean per group (default: all cells together)")
     p.add_argument("--layer", help="expression to start from: a layer, or raw (default X)")
     p.add_argument("--out", required=True, type=Path, metavar="knockout.tsv", help="table to write")
@@ -48,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%s: none of the genes asked for is in the network; writing an empty table", args.network)
         io.write_table(pd.DataFrame(columns=list(KNOCKOUT_COLUMNS)), args.out)
         return 0
-    tl.knockout(adata, genes, value=args.value, fraction=args.fraction, groupby=args.groupby,
-                layer=args.layer, key=args.key)
+    tl.knockout(
+        adata, genes, value=args.value, fraction=args.fraction, groupby=args.groupby, layer=args.layer, key=args.key
+    )
     rec = adata.uns["knockout"]
     long = {name: rec[name].rename_axis("gene").reset_index().melt("gene", var_name="group", value_name=name)
             for name in ("observed", "predicted", "shift")}  # fmt: skip
@@ -64,8 +68,17 @@ def run(args: argparse.Namespace) -> int:
         from gene_dag import pl
 
         with io.atomic_write(args.plot) as tmp:
-            pl.knockout(adata, genes, value=args.value, fraction=args.fraction, groupby=args.groupby,
-                        layer=args.layer, key=args.key, n_top=args.n_top, save=tmp)
+            pl.knockout(
+                adata,
+                genes,
+                value=args.value,
+                fraction=args.fraction,
+                groupby=args.groupby,
+                layer=args.layer,
+                key=args.key,
+                n_top=args.n_top,
+                save=tmp,
+            )
     for group, n in rec["n_changed"].items():
         log.info("%s: setting %s changes %d other gene(s) in %s", args.network.name, ", ".join(genes), n, group)
     return 0

@@ -51,7 +51,10 @@ def _facts(adata, key: str, metrics: dict | None):
     summary = summarize(adata, network_matrix(adata, key), key)
     rows = [(label, summary[name]) for name, label in FACTS]
     run = summary["convergence"]
-    rows += [("score (least squares + penalty)", run.get("score", "-")), ("wall time (s)", run.get("total_wall_time_s", "-"))]
+    rows += [
+        ("score (least squares + penalty)", run.get("score", "-")),
+        ("wall time (s)", run.get("total_wall_time_s", "-")),
+    ]
     if metrics is not None:
         rows += [(label, metrics[name]) for name, label in METRICS if name in metrics]
     return pd.DataFrame(rows, columns=["what", "value"])

@@ -38,10 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="counts: normalise + log1p here; log: log-normalised already; scaled: used as they are (default counts)",
     )
     p.add_argument("--groupby", default=None, metavar="COLUMN", help="obs column: one network per value")
-    p.add_argument("--min-group-size", type=positive_int, default=50, metavar="N", help="skip groups with fewer cells (default 50)")
-    p.add_argument("--min-genes", type=nonnegative_int, default=0, metavar="N", help="QC: drop cells expressing fewer genes")
-    p.add_argument("--min-cells", type=nonnegative_int, default=0, metavar="N", help="QC: drop genes expressed in fewer cells")
-    p.add_argument("--target-sum", type=positive_float, default=None, metavar="F", help="normalize_total target (default: median)")
+    p.add_argument(
+        "--min-group-size", type=positive_int, default=50, metavar="N", help="skip groups with fewer cells (default 50)"
+    )
+    p.add_argument(
+        "--min-genes", type=nonnegative_int, default=0, metavar="N", help="QC: drop cells expressing fewer genes"
+    )
+    p.add_argument(
+        "--min-cells", type=nonnegative_int, default=0, metavar="N", help="QC: drop genes expressed in fewer cells"
+    )
+    p.add_argument(
+        "--target-sum", type=positive_float, default=None, metavar="F", help="normalize_total target (default: median)"
+    )
     p.add_argument("--scale", action="store_true", help="scale every gene to unit variance within its group")
     p.add_argument("--max-value", type=positive_float, default=None, metavar="F", help="clip scaled values at F")
     p.set_defaults(func=run)
@@ -57,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     io.check_output_dir(args.outdir, inputs=[args.input])
     io.check_output_path(args.manifest, inputs=[args.input])
     if args.outdir.resolve() in args.manifest.resolve().parents:
-        raise InputError("lies inside --outdir, which is replaced as a whole; write the manifest elsewhere", args.manifest)
+        raise InputError(
+            "lies inside --outdir, which is replaced as a whole; write the manifest elsewhere", args.manifest
+        )
     with io.atomic_output_dir(args.outdir, inputs=[args.input]) as tmpdir:
         adata = io.read_expression(args.input, layer=args.layer, orientation=args.orientation)
         groups, manifest = preprocess(

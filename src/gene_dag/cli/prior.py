@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     mask = build_mask(genes, regulators, table, source=source)
 
     reg_names = [str(g) for g in mask.regulator_names()]
-    io.write_text("".join(f"{g}\n" for g in reg_names) if regulators is not None else NO_LIST_HEADER, args.out_regulators)
+    io.write_text(
+        "".join(f"{g}\n" for g in reg_names) if regulators is not None else NO_LIST_HEADER, args.out_regulators
+    )
 
     kept = pd.DataFrame(columns=["source", "target", "type", "weight"])
     if table is not None and len(table):
@@ -74,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if regulators is not None:
         log.info(
             "%s: %d of %d listed regulators among the %d genes",
-            source, len(reg_names), len(regulators), len(genes),
+            source,
+            len(reg_names),
+            len(regulators),
+            len(genes),
         )
     log.info("%s: %d allowed edges, %d prior edge rows kept", source, report["n_allowed_edges"], len(kept))
     return 0

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, metavar="INPUT.h5ad", help="preprocessed group")
     p.add_argument("--out", required=True, type=Path, metavar="OUT.h5ad", help="output file")
     p.add_argument("--method", choices=("hvg", "list", "all"), default="hvg", help="(default hvg)")
-    p.add_argument("--n-top-genes", type=positive_int, default=300, metavar="N", help="hvg: number of genes (default 300)")
+    p.add_argument(
+        "--n-top-genes", type=positive_int, default=300, metavar="N", help="hvg: number of genes (default 300)"
+    )
     p.add_argument(
         "--flavor",
         choices=("seurat", "cell_ranger", "seurat_v3", "variance"),

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, metavar="OUT.h5ad", help="output file")
     p.add_argument("--genes", type=bounded(int, low=2), default=100, metavar="D", help="number of genes (default 100)")
-    p.add_argument("--cells", type=bounded(int, low=2), default=1000, metavar="N", help="number of cells (default 1000)")
+    p.add_argument(
+        "--cells", type=bounded(int, low=2), default=1000, metavar="N", help="number of cells (default 1000)"
+    )
     p.add_argument(
         "--graph",
         choices=("er", "sf", "tf"),
@@ -30,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="er: Erdős–Rényi; sf: scale-free; tf: regulators -> targets (default er)",
     )
     p.add_argument(
-        "--edges-per-node", type=nonnegative_float, default=2.0, metavar="F", help="er/sf: expected edges per gene (default 2)"
+        "--edges-per-node",
+        type=nonnegative_float,
+        default=2.0,
+        metavar="F",
+        help="er/sf: expected edges per gene (default 2)",
     )
     p.add_argument(
         "--regulators", type=positive_int, default=None, metavar="K", help="tf: number of regulators (default genes/10)"
@@ -57,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar=("LO", "HI"),
         help="edge weight magnitudes, uniform in [LO, HI], random sign (default 0.5 2)",
     )
-    p.add_argument("--noise-scale", type=nonnegative_float, default=1.0, metavar="F", help="noise standard scale (default 1)")
+    p.add_argument(
+        "--noise-scale", type=nonnegative_float, default=1.0, metavar="F", help="noise standard scale (default 1)"
+    )
     p.add_argument(
         "--noise-type", choices=("gaussian", "exponential", "gumbel"), default="gaussian", help="(default gaussian)"
     )

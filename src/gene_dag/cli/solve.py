@@ -32,10 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-gb", type=positive_float, default=2.0, help="memory budget for blocks (default 2)")
     p.add_argument("--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)")
     p.add_argument("--checkpoint", help="directory for checkpoints; a rerun resumes from it")
-    p.add_argument("--checkpoint-interval", type=nonnegative_float, default=60.0,
-                   help="seconds between checkpoints (default 60)")
-    p.add_argument("--max-time", type=nonnegative_float,
-                   help="stop after S seconds with the best DAG so far (the checkpoint is kept: a rerun resumes)")
+    p.add_argument(
+        "--checkpoint-interval", type=nonnegative_float, default=60.0, help="seconds between checkpoints (default 60)"
+    )
+    p.add_argument(
+        "--max-time",
+        type=nonnegative_float,
+        help="stop after S seconds with the best DAG so far (the checkpoint is kept: a rerun resumes)",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         _learn(args, adata)
     except Interrupted as exc:
         if args.checkpoint and (Path(args.checkpoint) / FILENAME).is_file():
-            log.warning("%s: the solve's progress is saved in %s; run the same command again to resume",
-                        exc, args.checkpoint)
+            log.warning(
+                "%s: the solve's progress is saved in %s; run the same command again to resume", exc, args.checkpoint
+            )
         elif args.checkpoint:
             log.warning("%s before the solver's first checkpoint; a rerun starts from the beginning", exc)
         else:
@@ -68,10 +73,19 @@ def run(args: argparse.Namespace) -> int:
 
         Checkpointer(args.checkpoint, "").clear()
     elif args.checkpoint:
-        log.warning("not converged (time limit or iteration cap): the checkpoint in %s is kept; "
-                    "run the same command again to continue", args.checkpoint)
-    log.info("%s: %d edges among %d genes, converged %s, %.1f s", Path(args.out).name,
-             uns["run"]["n_edges"], adata.n_vars, run_info["converged"], run_info["total_wall_time_s"])
+        log.warning(
+            "not converged (time limit or iteration cap): the checkpoint in %s is kept; "
+            "run the same command again to continue",
+            args.checkpoint,
+        )
+    log.info(
+        "%s: %d edges among %d genes, converged %s, %.1f s",
+        Path(args.out).name,
+        uns["run"]["n_edges"],
+        adata.n_vars,
+        run_info["converged"],
+        run_info["total_wall_time_s"],
+    )
     return 0
 
 

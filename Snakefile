@@ -6,6 +6,6 @@ include: "workflow/Snakefile"
 # Included rules never become the default target, so name it here: everything
 # `rule all` of workflow/Snakefile asks for.
 rule default:
+    default_target: True
     input:
         ALL_OUTPUTS,
-    default_target: True

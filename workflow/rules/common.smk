@@ -10,7 +10,6 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-
 # ----------------------------------------------------------------------------- configuration
 
 RULES_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
@@ -120,7 +119,9 @@ def check_config():
                 )
         elif source is not None and Path(source).is_dir():
             if not any((Path(source) / name).is_file() for name in MTX_FILES):
-                _config_error(f"{key}.input", f"{source}: a folder, but without {' or '.join(MTX_FILES)} (10x Matrix Market)")
+                _config_error(
+                    f"{key}.input", f"{source}: a folder, but without {' or '.join(MTX_FILES)} (10x Matrix Market)"
+                )
         elif source is not None:
             if not source.lower().endswith(INPUT_SUFFIXES):
                 _config_error(
@@ -231,10 +232,7 @@ def kept_groups(dataset_name):
     """(name, slug, has_truth) of every group that got a network."""
     table = manifest(dataset_name)
     table = table[table["status"] == "kept"]
-    return [
-        (row.group, row.slug, row.has_truth.lower() in ("true", "1"))
-        for row in table.itertuples(index=False)
-    ]
+    return [(row.group, row.slug, row.has_truth.lower() in ("true", "1")) for row in table.itertuples(index=False)]
 
 
 def group_name(wildcards):
@@ -320,7 +318,9 @@ def resource(rule_name, key):
     """
 
     def value(wildcards):
-        own = DATASETS[wildcards.dataset].get("resources", {}).get(rule_name, {}) if "dataset" in wildcards.keys() else {}
+        own = (
+            DATASETS[wildcards.dataset].get("resources", {}).get(rule_name, {}) if "dataset" in wildcards.keys() else {}
+        )
         return own.get(key, CONFIG["resources"][rule_name][key])
 
     def memory(wildcards, attempt):
@@ -375,7 +375,9 @@ def solve_memory(wildcards, resources):
 def solve_prior(wildcards, input):
     """The restricted prior files, passed only when the config names a prior of that kind."""
     configured = prior_files(wildcards)
-    return file_args(input, tuple((k, f) for k, f in (("regulators", "--regulators"), ("edges", "--prior")) if k in configured))
+    return file_args(
+        input, tuple((k, f) for k, f in (("regulators", "--regulators"), ("edges", "--prior")) if k in configured)
+    )
 
 
 # ----------------------------------------------------------------------------- targets

@@ -17,16 +17,16 @@ rule effects:
             subcategory="{group}",
             labels={"figure": "effects"},
         ),
-    params:
-        genes=lambda wildcards: shlex.quote(",".join(dataset(wildcards)["effects"]["genes"])),
     log:
         "logs/{dataset}/{group}/effects.log",
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("effects", "threads")
     resources:
         mem_mb=resource("effects", "mem_mb"),
         runtime=resource("effects", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
+    params:
+        genes=lambda wildcards: shlex.quote(",".join(dataset(wildcards)["effects"]["genes"])),
     shell:
         "gene-dag effects {input} --genes {params.genes} --skip-missing --out {output.table}"
         " --plot {output.plot} > {log} 2>&1"
@@ -51,16 +51,16 @@ rule knockout:
             subcategory="{group}",
             labels={"figure": "knockout"},
         ),
-    params:
-        args=knockout_args,
     log:
         "logs/{dataset}/{group}/knockout.log",
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("effects", "threads")
     resources:
         mem_mb=resource("effects", "mem_mb"),
         runtime=resource("effects", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
+    params:
+        args=knockout_args,
     shell:
         "gene-dag knockout {input} {params.args} --skip-missing --out {output.table}"
         " --plot {output.plot} > {log} 2>&1"

@@ -7,12 +7,12 @@ rule evaluate:
         "results/{dataset}/groups/{group}/metrics.json",
     log:
         "logs/{dataset}/{group}/evaluate.log",
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("evaluate", "threads")
     resources:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
     shell:
         "gene-dag evaluate {input.network} --truth {input.truth} --out {output} > {log} 2>&1"
 

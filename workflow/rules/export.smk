@@ -11,20 +11,20 @@ rule export:
         edges="results/{dataset}/groups/{group}/edges.tsv",
         graphml="results/{dataset}/groups/{group}/network.graphml",
         summary="results/{dataset}/groups/{group}/summary.json",
-    params:
-        names=lambda wildcards: "--dataset {} --group {}".format(
-            shlex.quote(wildcards.dataset), shlex.quote(group_name(wildcards))
-        ),
     log:
         "logs/{dataset}/{group}/export.log",
     benchmark:
         "results/{dataset}/benchmarks/export/{group}.tsv"
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("export", "threads")
     resources:
         mem_mb=resource("export", "mem_mb"),
         runtime=resource("export", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
+    params:
+        names=lambda wildcards: "--dataset {} --group {}".format(
+            shlex.quote(wildcards.dataset), shlex.quote(group_name(wildcards))
+        ),
     shell:
         "gene-dag export {input.h5ad} --h5ad {output.h5ad} --edges {output.edges}"
         " --graphml {output.graphml} --summary {output.summary} --prior-report {input.report}"

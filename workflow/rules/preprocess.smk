@@ -5,17 +5,17 @@ checkpoint preprocess:
     output:
         groups=directory("results/{dataset}/preprocess"),
         manifest="results/{dataset}/groups.tsv",
-    params:
-        args=preprocess_args,
     log:
         "logs/{dataset}/preprocess.log",
     benchmark:
         "results/{dataset}/benchmarks/preprocess.tsv"
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("preprocess", "threads")
     resources:
         mem_mb=resource("preprocess", "mem_mb"),
         runtime=resource("preprocess", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
+    params:
+        args=preprocess_args,
     shell:
         "gene-dag preprocess {params.args} --outdir {output.groups} --manifest {output.manifest} > {log} 2>&1"

@@ -6,16 +6,16 @@ rule prior:
         regulators="results/{dataset}/groups/{group}/prior/regulators.txt",
         edges="results/{dataset}/groups/{group}/prior/prior_edges.tsv",
         report="results/{dataset}/groups/{group}/prior/prior_report.json",
-    params:
-        args=prior_args,
     log:
         "logs/{dataset}/{group}/prior.log",
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("prior", "threads")
     resources:
         mem_mb=resource("prior", "mem_mb"),
         runtime=resource("prior", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
+    params:
+        args=prior_args,
     shell:
         "gene-dag prior {input.h5ad} {params.args} --out-regulators {output.regulators}"
         " --out-edges {output.edges} --report {output.report} > {log} 2>&1"

@@ -38,16 +38,16 @@ rule figures:
             subcategory="{group}",
             labels={"figure": "facts and accuracy"},
         ),
-    params:
-        metrics=figures_metrics,
     log:
         "logs/{dataset}/{group}/figures.log",
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("figures", "threads")
     resources:
         mem_mb=resource("figures", "mem_mb"),
         runtime=resource("figures", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
+    params:
+        metrics=figures_metrics,
     shell:
         "gene-dag plot {input.network} --outdir results/{wildcards.dataset}/groups/{wildcards.group}/figures"
         " {params.metrics} > {log} 2>&1"

@@ -4,18 +4,18 @@ rule select:
         unpack(select_inputs),
     output:
         "results/{dataset}/groups/{group}/selected.h5ad",
-    params:
-        settings=select_settings,
-        files=select_files,
     log:
         "logs/{dataset}/{group}/select.log",
     benchmark:
         "results/{dataset}/benchmarks/select/{group}.tsv"
+    conda:
+        "../envs/gene_dag.yaml"
     threads: resource("select", "threads")
     resources:
         mem_mb=resource("select", "mem_mb"),
         runtime=resource("select", "runtime"),
-    conda:
-        "../envs/gene_dag.yaml"
+    params:
+        settings=select_settings,
+        files=select_files,
     shell:
         "gene-dag select {input.h5ad} --out {output} {params.settings} {params.files} > {log} 2>&1"

@@ -9,23 +9,23 @@ rule solve:
         groups="results/{dataset}/preprocess",
     output:
         "results/{dataset}/groups/{group}/solved.h5ad",
+    log:
+        "logs/{dataset}/{group}/solve.log",
+    benchmark:
+        "results/{dataset}/benchmarks/solve/{group}.tsv"
+    conda:
+        "../envs/solve.yaml"
+    threads: resource("solve", "threads")
+    resources:
+        **solve_cluster_resources(),
+        mem_mb=resource("solve", "mem_mb"),
+        runtime=resource("solve", "runtime"),
+        gpu=solve_gpu,
     params:
         settings=solve_settings,
         prior=solve_prior,
         memory_gb=solve_memory,
         checkpoint_dir="results/{dataset}/groups/{group}/solve_checkpoint",
-    log:
-        "logs/{dataset}/{group}/solve.log",
-    benchmark:
-        "results/{dataset}/benchmarks/solve/{group}.tsv"
-    threads: resource("solve", "threads")
-    resources:
-        mem_mb=resource("solve", "mem_mb"),
-        runtime=resource("solve", "runtime"),
-        gpu=solve_gpu,
-        **solve_cluster_resources(),
-    conda:
-        "../envs/solve.yaml"
     shell:
         "gene-dag solve {input.h5ad} --out {output} {params.settings} {params.prior}"
         " --memory-gb {params.memory_gb}"

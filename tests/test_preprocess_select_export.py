@@ -14,7 +14,8 @@ import scipy.sparse as sp
 
 from gene_dag.cli import main
 from gene_dag.errors import ConfigError, InputError
-from gene_dag.export import edges_table, export_network, is_acyclic, read_edges
+from gene_dag.export import edges_table, export_network, read_edges
+from gene_dag.graph import is_dag as is_acyclic
 from gene_dag.preprocess import group_slugs, preprocess, read_manifest, slugify
 from gene_dag.select import prior_genes, select_genes
 

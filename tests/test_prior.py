@@ -17,7 +17,7 @@ from gene_dag.metrics import count_accuracy
 from gene_dag.prior import build_mask, load_mask, prior_report, read_edge_prior, read_regulators
 from gene_dag.simulate import simulate_adata
 from gene_dag.solver.api import fit
-from gene_dag.solver.postprocess import is_dag
+from gene_dag.graph import is_dag
 
 GENES = ["A", "B", "C", "D", "E"]
 

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from gene_dag.solver.api import fit
-from gene_dag.solver.postprocess import is_dag
+from gene_dag.graph import is_dag
 from gene_dag.simulate import simulate_adata
 
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from gene_dag.cli import main
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
-from gene_dag.solver.postprocess import is_dag
+from gene_dag.graph import is_dag
 
 GENE_DAG = str(Path(sys.executable).with_name("gene-dag"))
 CHECKPOINT = "solver_state.pt"

@@ -27,7 +27,8 @@ from gene_dag.errors import ConfigError
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
 from gene_dag.solver.api import fit
-from gene_dag.solver.postprocess import break_cycles, is_dag, threshold_to_dag
+from gene_dag.graph import is_dag
+from gene_dag.solver.postprocess import break_cycles, threshold_to_dag
 
 N_CELLS = 2000
 

@@ -25,6 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from gene_dag.errors import InputError
+from gene_dag.graph import is_dag
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +48,6 @@ def network_matrix(adata, key: str = "gene_dag", source: str = "data") -> sp.csr
     if W.nnz and not np.isfinite(W.data).all():
         raise InputError(f"varp[{key!r}] holds NaN or infinite weights", source)
     return W
-
-
-def is_acyclic(W: sp.spmatrix) -> bool:
-    """True when the nonzero pattern of ``W`` has no directed cycle (self-loops count)."""
-    from scipy.sparse.csgraph import connected_components
-
-    W = sp.csr_matrix(W)
-    if W.diagonal().any():
-        return False
-    if W.nnz == 0:
-        return True
-    n, labels = connected_components(W, directed=True, connection="strong")
-    return n == W.shape[0] or np.bincount(labels).max() == 1
 
 
 def edges_table(W: sp.spmatrix, genes) -> pd.DataFrame:
@@ -189,7 +177,7 @@ def export_network(
 
     io.validate_gene_names(adata.var_names, source)  # a tab or control character breaks edges.tsv and GraphML
     W = network_matrix(adata, key, source)
-    if not is_acyclic(W):
+    if not is_dag(W):
         raise InputError(f"the network in varp[{key!r}] has a directed cycle; refusing to export it", source)
     adata.varp[key] = W
     info = summarize(adata, W, key, prior_report)

@@ -89,7 +89,7 @@ def learn_dag(
         ``rounds_json``, ``wall_time_s``, ``total_wall_time_s``, ``n_edges``, ...).
     """
     from gene_dag.solver.api import fit
-    from gene_dag.solver.postprocess import is_dag
+    from gene_dag.graph import is_dag
 
     adata = adata.copy() if copy else adata
     if layer == "raw" and (adata.raw is None or not adata.raw.var_names.equals(adata.var_names)):

@@ -37,7 +37,8 @@ from gene_dag.solver.acyclicity import choose_acyclicity
 from gene_dag.solver.checkpoint import Checkpointer, snapshot
 from gene_dag.solver.constrained import ALSettings, ComponentBatch, solve_components
 from gene_dag.solver.lasso import batched_lasso, lipschitz
-from gene_dag.solver.postprocess import strong_components, threshold_to_dag
+from gene_dag.graph import descendants, strong_components, topological_order
+from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.refine import refine_reversals
 from gene_dag.solver.threads import threads_for
 
@@ -531,25 +532,6 @@ def _order_refit(prob: _Problem, V, core_rows, deadline, info) -> None:
     info.update(refit_iterations=res.iterations, refit_converged=res.converged)
 
 
-def topological_order(dag: sp.csr_matrix, key: np.ndarray) -> np.ndarray:
-    """Kahn's algorithm; among nodes ready at the same time, smallest ``key`` first."""
-    import heapq
-
-    dag = sp.csr_matrix(dag)
-    indeg = np.asarray((dag != 0).sum(axis=0)).ravel()
-    heap = [(float(key[v]), int(v)) for v in np.flatnonzero(indeg == 0)]
-    heapq.heapify(heap)
-    order = []
-    while heap:
-        _, v = heapq.heappop(heap)
-        order.append(v)
-        for c in dag.indices[dag.indptr[v]:dag.indptr[v + 1]]:
-            indeg[c] -= 1
-            if indeg[c] == 0:
-                heapq.heappush(heap, (float(key[c]), int(c)))
-    return np.asarray(order, dtype=np.int64)
-
-
 def _closes_cycle(prob: _Problem, V, core_rows, n_core) -> np.ndarray:
     """blocked[i, j]: the edge core gene i -> core gene j would close a cycle, i.e. j
     already reaches i in the thresholded DAG among core genes (by core position)."""
@@ -569,28 +551,6 @@ def _core_dag(prob: _Problem, V, core_rows) -> sp.csr_matrix:
     strong = np.where((np.abs(Wc) >= thr) | required, Wc, 0.0)
     dag, _ = threshold_to_dag(sp.csr_matrix(strong), thr, sp.csr_matrix(required))
     return dag
-
-
-def descendants(dag: sp.csr_matrix) -> np.ndarray:
-    """Boolean reachability (excluding trivial paths) of a DAG, in reverse topological order."""
-    n = dag.shape[0]
-    dag = sp.csr_matrix(dag)
-    indeg = np.asarray((dag != 0).sum(axis=0)).ravel()
-    order, stack = [], list(np.flatnonzero(indeg == 0))
-    while stack:
-        v = stack.pop()
-        order.append(v)
-        for c in dag.indices[dag.indptr[v]:dag.indptr[v + 1]]:
-            indeg[c] -= 1
-            if indeg[c] == 0:
-                stack.append(c)
-    reach = np.zeros((n, n), dtype=bool)
-    for v in reversed(order):
-        children = dag.indices[dag.indptr[v]:dag.indptr[v + 1]]
-        if children.size:
-            reach[v, children] = True
-            reach[v] |= reach[children].any(axis=0)
-    return reach
 
 
 def _components(active, core_rows, dirty) -> list[tuple[np.ndarray, np.ndarray, int]]:

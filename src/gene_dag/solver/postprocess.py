@@ -6,24 +6,10 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+
+from gene_dag.graph import is_dag, strong_components
 
 log = logging.getLogger(__name__)
-
-
-def strong_components(adjacency: sp.spmatrix) -> np.ndarray:
-    """Label of the strongly connected component of every node."""
-    _, labels = connected_components(adjacency, directed=True, connection="strong")
-    return labels
-
-
-def is_dag(adjacency: sp.spmatrix) -> bool:
-    """True when the directed graph has no cycle (self-loops count as cycles)."""
-    adjacency = sp.csr_matrix(adjacency)
-    if adjacency.diagonal().any():
-        return False
-    labels = strong_components(adjacency)
-    return np.bincount(labels).max(initial=0) <= 1
 
 
 def _find_cycle(adj: dict[int, list[int]], nodes: list[int]) -> list[tuple[int, int]]:

@@ -66,8 +66,11 @@ def test_preprocess_normalises_splits_and_skips_small_groups(caplog):
     assert a.n_obs == 60 and "G05" not in a.var_names and a.n_vars == 11
     assert "counts" in a.layers
     totals = np.expm1(a.X.toarray()).sum(axis=1)  # log1p of normalised counts
-    np.testing.assert_allclose(totals, 1e4 * np.asarray(a.layers["counts"].sum(axis=1)).ravel()
-                               / np.asarray(adata[:60].X.sum(axis=1)).ravel(), rtol=1e-4)
+    np.testing.assert_allclose(
+        totals,
+        1e4 * np.asarray(a.layers["counts"].sum(axis=1)).ravel() / np.asarray(adata[:60].X.sum(axis=1)).ravel(),
+        rtol=1e-4,
+    )
     assert a.varp["true_dag"].shape == (11, 11) and a.varp["true_dag"].nnz == 2
     assert a.uns["gene_dag_preprocess"]["group"] == "A"
     row = manifest.set_index("group").loc["C"]
@@ -153,8 +156,9 @@ def test_prior_genes_skip_forbidden_edges():
 def network_adata(W, genes=None):
     d = W.shape[0]
     genes = genes or [f"G{j}" for j in range(d)]
-    adata = anndata.AnnData(X=np.random.default_rng(0).normal(size=(20, d)).astype(np.float32),
-                            var=pd.DataFrame(index=genes))
+    adata = anndata.AnnData(
+        X=np.random.default_rng(0).normal(size=(20, d)).astype(np.float32), var=pd.DataFrame(index=genes)
+    )
     adata.varp["gene_dag"] = sp.csr_matrix(W, dtype=np.float32)
     adata.uns["gene_dag"] = {"parameters": {"lambda1": 0.05}, "run": {"converged": True, "lasso_iterations": 12}}
     return adata
@@ -164,8 +168,15 @@ def test_export_writes_consistent_files(tmp_path):
     W = np.zeros((5, 5))
     W[0, 1], W[0, 2], W[1, 3], W[2, 4] = 0.5, -2.0, 1.0, 0.25
     adata = network_adata(W)
-    paths = {k: tmp_path / n for k, n in
-             (("h5ad", "network.h5ad"), ("edges", "edges.tsv"), ("graphml", "network.graphml"), ("summary", "s.json"))}
+    paths = {
+        k: tmp_path / n
+        for k, n in (
+            ("h5ad", "network.h5ad"),
+            ("edges", "edges.tsv"),
+            ("graphml", "network.graphml"),
+            ("summary", "s.json"),
+        )
+    }
     info = export_network(adata, **paths, prior_report={"n_regulators": 3}, extra={"dataset": "d", "group": "g"})
     assert info["n_edges"] == 4 and info["top_regulators"][0]["gene"] == "G0"
 
@@ -216,22 +227,57 @@ def test_cli_preprocess_select_prior(tmp_path):
     adata.write_h5ad(tmp_path / "in.h5ad")
     (tmp_path / "regs.txt").write_text("# regulators\nG00\nG01 # comment\nNOT_A_GENE\n")
     (tmp_path / "prior.tsv").write_text("source\ttarget\ttype\nG00\tG05\tforbidden\nG07\tG08\tforbidden\n")
-    status = main(["preprocess", str(tmp_path / "in.h5ad"), "--outdir", str(tmp_path / "pre"),
-                   "--manifest", str(tmp_path / "groups.tsv"), "--groupby", "tissue", "--min-group-size", "20"])
+    status = main(
+        [
+            "preprocess",
+            str(tmp_path / "in.h5ad"),
+            "--outdir",
+            str(tmp_path / "pre"),
+            "--manifest",
+            str(tmp_path / "groups.tsv"),
+            "--groupby",
+            "tissue",
+            "--min-group-size",
+            "20",
+        ]
+    )
     assert status == 0
     assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == [".gene-dag-outdir", "A.h5ad", "B.h5ad"]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
-    status = main(["select", str(tmp_path / "pre" / "A.h5ad"), "--out", str(tmp_path / "sel.h5ad"),
-                   "--n-top-genes", "8", "--regulators", str(tmp_path / "regs.txt")])
+    status = main(
+        [
+            "select",
+            str(tmp_path / "pre" / "A.h5ad"),
+            "--out",
+            str(tmp_path / "sel.h5ad"),
+            "--n-top-genes",
+            "8",
+            "--regulators",
+            str(tmp_path / "regs.txt"),
+        ]
+    )
     assert status == 0
     sel = anndata.read_h5ad(tmp_path / "sel.h5ad")
     assert {"G00", "G01"} <= set(sel.var_names) and sel.n_vars in (8, 9, 10)
     assert (sel.var["gene_dag_selection"] == "hvg").sum() == 8
 
-    status = main(["prior", str(tmp_path / "sel.h5ad"), "--regulators", str(tmp_path / "regs.txt"),
-                   "--prior", str(tmp_path / "prior.tsv"), "--out-regulators", str(tmp_path / "r.txt"),
-                   "--out-edges", str(tmp_path / "e.tsv"), "--report", str(tmp_path / "report.json")])
+    status = main(
+        [
+            "prior",
+            str(tmp_path / "sel.h5ad"),
+            "--regulators",
+            str(tmp_path / "regs.txt"),
+            "--prior",
+            str(tmp_path / "prior.tsv"),
+            "--out-regulators",
+            str(tmp_path / "r.txt"),
+            "--out-edges",
+            str(tmp_path / "e.tsv"),
+            "--report",
+            str(tmp_path / "report.json"),
+        ]
+    )
     assert status == 0
     assert (tmp_path / "r.txt").read_text().split() == ["G00", "G01"]
     kept = pd.read_csv(tmp_path / "e.tsv", sep="\t")
@@ -243,8 +289,18 @@ def test_cli_preprocess_select_prior(tmp_path):
 
 def test_cli_prior_without_files_allows_every_gene(tmp_path):
     network_adata(np.zeros((4, 4))).write_h5ad(tmp_path / "sel.h5ad")
-    status = main(["prior", str(tmp_path / "sel.h5ad"), "--out-regulators", str(tmp_path / "r.txt"),
-                   "--out-edges", str(tmp_path / "e.tsv"), "--report", str(tmp_path / "report.json")])
+    status = main(
+        [
+            "prior",
+            str(tmp_path / "sel.h5ad"),
+            "--out-regulators",
+            str(tmp_path / "r.txt"),
+            "--out-edges",
+            str(tmp_path / "e.tsv"),
+            "--report",
+            str(tmp_path / "report.json"),
+        ]
+    )
     assert status == 0
     assert (tmp_path / "r.txt").read_text().startswith("#")
     assert pd.read_csv(tmp_path / "e.tsv", sep="\t").columns.tolist() == ["source", "target", "type", "weight"]
@@ -252,8 +308,16 @@ def test_cli_prior_without_files_allows_every_gene(tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    status = main(["preprocess", str(tmp_path / "missing.h5ad"), "--outdir", str(tmp_path / "o"),
-                   "--manifest", str(tmp_path / "m.tsv")])
+    status = main(
+        [
+            "preprocess",
+            str(tmp_path / "missing.h5ad"),
+            "--outdir",
+            str(tmp_path / "o"),
+            "--manifest",
+            str(tmp_path / "m.tsv"),
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.h5ad" in err[0]

@@ -158,12 +158,14 @@ def test_build_mask_without_prior_allows_everything_but_self_loops():
 
 
 def test_build_mask_encodes_every_edge_type():
-    table = prior_table([
-        ("A", "B", "forbidden"),
-        ("A", "C", "required"),
-        ("B", "C", "positive", 0.5),
-        ("C", "D", "negative", 2.0),
-    ])
+    table = prior_table(
+        [
+            ("A", "B", "forbidden"),
+            ("A", "C", "required"),
+            ("B", "C", "positive", 0.5),
+            ("C", "D", "negative", 2.0),
+        ]
+    )
     mask = build_mask(GENES, ["A", "B", "C"], table)
     assert list(mask.regulator_names()) == ["A", "B", "C"]
     allowed = mask.allowed_block()
@@ -182,12 +184,14 @@ def test_build_mask_encodes_every_edge_type():
 
 
 def test_prior_naming_unknown_genes_warns_with_the_count(caplog):
-    table = prior_table([
-        ("A", "B", "forbidden"),
-        ("A", "NOPE1", "forbidden"),
-        ("NOPE2", "C", "required"),
-        ("NOPE2", "NOPE1", "positive"),
-    ])
+    table = prior_table(
+        [
+            ("A", "B", "forbidden"),
+            ("A", "NOPE1", "forbidden"),
+            ("NOPE2", "C", "required"),
+            ("NOPE2", "NOPE1", "positive"),
+        ]
+    )
     with caplog.at_level(logging.WARNING, logger="gene_dag.prior"):
         mask = build_mask(GENES, None, table, source="edges.tsv")
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -56,8 +56,9 @@ def solved(tmp_path_factory):
     regs = tmp / "regs.txt"
     regs.write_text("".join(f"{g}\n" for g in ad.var_names[ad.var["is_regulator"].to_numpy()]))
     out = tmp / "out.h5ad"
-    status = main(["solve", str(tmp / "in.h5ad"), "--out", str(out), "--regulators", str(regs),
-                   "--device", "cpu", "--seed", "3"])
+    status = main(
+        ["solve", str(tmp / "in.h5ad"), "--out", str(out), "--regulators", str(regs), "--device", "cpu", "--seed", "3"]
+    )
     assert status == 0
     return ad, out, regs
 
@@ -106,8 +107,7 @@ def test_max_time_still_writes_a_dag_marked_not_converged(tmp_path):
     # 0.01 s limit always cuts the run short
     write_data(tmp_path / "in.h5ad", d=30, n=500, graph_type="er", seed=4)
     out = tmp_path / "out.h5ad"
-    assert main(["solve", str(tmp_path / "in.h5ad"), "--out", str(out), "--max-time", "0.01",
-                 "--device", "cpu"]) == 0
+    assert main(["solve", str(tmp_path / "in.h5ad"), "--out", str(out), "--max-time", "0.01", "--device", "cpu"]) == 0
     res = anndata.read_h5ad(out)
     W = res.varp["gene_dag"]
     assert sp.issparse(W) and W.shape == (30, 30) and is_dag(W)
@@ -206,8 +206,9 @@ def test_edge_prior_naming_no_known_gene_fails(small_h5ad, tmp_path, capsys):
 def test_missing_input_via_console_script(tmp_path):
     # the installed command itself: exit 2, one line on stderr naming the file, no output
     missing, out = tmp_path / "nope.h5ad", tmp_path / "out.h5ad"
-    proc = subprocess.run([GENE_DAG, "solve", str(missing), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [GENE_DAG, "solve", str(missing), "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     _assert_one_line_error(proc.stderr, str(missing))
     assert not out.exists()
@@ -217,8 +218,20 @@ def test_missing_input_via_console_script(tmp_path):
 
 
 def _solve_cmd(inp: Path, out: Path, ckpt: Path) -> list[str]:
-    return [GENE_DAG, "-q", "solve", str(inp), "--out", str(out), "--checkpoint", str(ckpt),
-            "--checkpoint-interval", "0", "--device", "cpu"]
+    return [
+        GENE_DAG,
+        "-q",
+        "solve",
+        str(inp),
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--checkpoint-interval",
+        "0",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_killed_run_resumes_to_the_same_graph(tmp_path):
@@ -230,8 +243,7 @@ def test_killed_run_resumes_to_the_same_graph(tmp_path):
 
     ref_out = tmp_path / "ref" / "out.h5ad"
     ref_out.parent.mkdir()
-    ref = subprocess.run(_solve_cmd(inp, ref_out, tmp_path / "ref_ckpt"), capture_output=True,
-                         text=True, timeout=300)
+    ref = subprocess.run(_solve_cmd(inp, ref_out, tmp_path / "ref_ckpt"), capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
     assert not (tmp_path / "ref_ckpt" / CHECKPOINT).exists()  # cleared after a successful write
 
@@ -243,8 +255,9 @@ def test_killed_run_resumes_to_the_same_graph(tmp_path):
         try:
             deadline = time.monotonic() + 240
             while not (ckpt / CHECKPOINT).exists():
-                assert proc.poll() is None, "solve ended before writing a checkpoint: " + \
-                    (tmp_path / "killed.log").read_text()
+                assert proc.poll() is None, (
+                    "solve ended before writing a checkpoint: " + (tmp_path / "killed.log").read_text()
+                )
                 assert time.monotonic() < deadline, "no checkpoint within 240 s"
                 time.sleep(0.01)
             os.kill(proc.pid, signal.SIGKILL)
@@ -271,7 +284,7 @@ def test_killed_run_resumes_to_the_same_graph(tmp_path):
     assert bool(b.uns["gene_dag"]["run"]["resumed"]) is True  # it did pick up the checkpoint
     Wa, Wb = a.varp["gene_dag"], b.varp["gene_dag"]
     assert is_dag(Wb) and Wa.nnz > 0
-    assert edges(Wa) == edges(Wb), (sorted(edges(Wa) ^ edges(Wb)))
+    assert edges(Wa) == edges(Wb), sorted(edges(Wa) ^ edges(Wb))
     np.testing.assert_allclose(Wa.toarray(), Wb.toarray(), atol=1e-5)
     assert count_accuracy(a.varp["true_dag"], Wb)["shd"] <= 5
 

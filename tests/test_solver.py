@@ -209,7 +209,9 @@ def test_active_set_path_recovers_sparse_cores(name, threshold, max_shd):
         ("er10", False, "expm"),
         ("er10b", False, "expm"),
         pytest.param(
-            "er10b", False, "spectral",
+            "er10b",
+            False,
+            "spectral",
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="spectral h is not 0 on DAGs and depends on its warm-start state: "
@@ -271,8 +273,7 @@ def test_is_dag_detects_cycles_and_self_loops():
 
 def test_break_cycles_drops_the_weakest_unprotected_edge():
     # 0 -> 1 -> 2 -> 0 with weights 0.9, 0.4, 0.7, and a separate DAG edge 2 -> 3
-    W = sp.csr_matrix(np.array(
-        [[0, 0.9, 0, 0], [0, 0, 0.4, 0], [0.7, 0, 0, 0.5], [0, 0, 0, 0]]))
+    W = sp.csr_matrix(np.array([[0, 0.9, 0, 0], [0, 0, 0.4, 0], [0.7, 0, 0, 0.5], [0, 0, 0, 0]]))
     dag, dropped = break_cycles(W)
     assert dropped == 1 and is_dag(dag)
     assert edges(dag) == {(0, 1), (2, 0), (2, 3)}

@@ -54,9 +54,7 @@ def edges_table(W: sp.spmatrix, genes) -> pd.DataFrame:
     """Edges as ``source, target, weight``, sorted by |weight| (then source, target)."""
     coo = sp.coo_matrix(W)
     genes = np.asarray(genes, dtype=str)
-    table = pd.DataFrame(
-        {"source": genes[coo.row], "target": genes[coo.col], "weight": coo.data.astype(np.float32)}
-    )
+    table = pd.DataFrame({"source": genes[coo.row], "target": genes[coo.col], "weight": coo.data.astype(np.float32)})
     table["_abs"] = -np.abs(table["weight"])
     table = table.sort_values(["_abs", "source", "target"], kind="mergesort").drop(columns="_abs")
     return table.reset_index(drop=True)
@@ -184,9 +182,7 @@ def export_network(
     if extra:
         info = {**extra, **info}
     record = dict(adata.uns.get(key, {}))
-    record.update(
-        {k: v for k, v in (extra or {}).items() if isinstance(v, (str, int, float, bool))}
-    )
+    record.update({k: v for k, v in (extra or {}).items() if isinstance(v, (str, int, float, bool))})
     record["n_edges"] = int(W.nnz)
     if prior_report is not None:
         record["prior"] = {k: v for k, v in prior_report.items() if isinstance(v, (int, float, str, bool))}
@@ -209,7 +205,10 @@ def export_network(
         io.write_table(pyscenic_table(W, adata.var_names), pyscenic)
     log.info(
         "%s: %d genes, %d edges, %d regulators with targets",
-        source, info["n_genes"], info["n_edges"], info["n_regulators_with_targets"],
+        source,
+        info["n_genes"],
+        info["n_edges"],
+        info["n_regulators_with_targets"],
     )
     return info
 

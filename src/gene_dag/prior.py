@@ -59,8 +59,12 @@ def read_edge_prior(path: str | Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["source", "target", "type", "weight", "line"])
     loops = table["source"] == table["target"]
     if loops.any():
-        log.warning("%s: %d self-loop(s) ignored (a gene never regulates itself; first on line %d)",
-                    path, int(loops.sum()), int(table.loc[loops, "line"].iloc[0]))
+        log.warning(
+            "%s: %d self-loop(s) ignored (a gene never regulates itself; first on line %d)",
+            path,
+            int(loops.sum()),
+            int(table.loc[loops, "line"].iloc[0]),
+        )
         table = table[~loops]
     if not len(table):
         log.warning("%s: the edge prior has no edge rows; it constrains nothing", path)
@@ -153,7 +157,10 @@ def _report_unknown(what: str, names: list[str], source: str) -> None:
     if names:
         log.warning(
             "%s: %d %s not in the data, skipped (first: %s)",
-            source, len(names), what, ", ".join(names[:5]),
+            source,
+            len(names),
+            what,
+            ", ".join(names[:5]),
         )
 
 
@@ -242,8 +249,11 @@ def build_mask(
     else:
         unknown = [g for g in regulators if g not in index]
         if regulators and len(unknown) == len(regulators):
-            raise InputError(f"none of the {len(regulators)} regulators is a gene of the data "
-                             f"(first: {', '.join(unknown[:5])}); wrong gene identifiers?", source)
+            raise InputError(
+                f"none of the {len(regulators)} regulators is a gene of the data "
+                f"(first: {', '.join(unknown[:5])}); wrong gene identifiers?",
+                source,
+            )
         _report_unknown("regulator(s)", unknown, source)
         missing["regulators"] = unknown
         reg_idx = np.array(sorted({index[g] for g in regulators if g in index}), dtype=np.int64)
@@ -254,8 +264,10 @@ def build_mask(
     check_contradictions(table, source)
     known = table["source"].isin(index) & table["target"].isin(index)
     if len(table) and not (table["source"].isin(index) | table["target"].isin(index)).any():
-        raise InputError(f"no gene named by the edge prior ({len(table)} rows) is a gene of the data; "
-                         "wrong gene identifiers?", source)
+        raise InputError(
+            f"no gene named by the edge prior ({len(table)} rows) is a gene of the data; wrong gene identifiers?",
+            source,
+        )
     unknown_genes = sorted((set(table["source"]) | set(table["target"])) - set(index))
     _report_unknown("gene(s) named by the edge prior", unknown_genes, source)
     missing["edge_prior_genes"] = unknown_genes
@@ -295,8 +307,15 @@ def build_mask(
     sign.eliminate_zeros()
     forbidden.data[:] = 1
     required.data[:] = 1
-    mask = EdgeMask(genes, reg_idx, forbidden.astype(bool).tocsr(), required.astype(bool).tocsr(),
-                    sign.astype(np.int8).tocsr(), penalty, missing)
+    mask = EdgeMask(
+        genes,
+        reg_idx,
+        forbidden.astype(bool).tocsr(),
+        required.astype(bool).tocsr(),
+        sign.astype(np.int8).tocsr(),
+        penalty,
+        missing,
+    )
     if len(reg_idx) == 0 or mask.n_allowed() <= 0:
         raise InputError("the prior allows no edge at all (no regulator in the data, or all edges forbidden)", source)
     _check_required_acyclic(mask, source)

@@ -107,8 +107,11 @@ def learn_dag(
     record["run"]["n_edges"] = int(result.adjacency.nnz)
     adata.uns[key_added] = record
     if not record["run"]["converged"]:
-        log.warning("the solver did not converge (time limit or iteration cap); the DAG is the best so far "
-                    "(uns[%r]['run']['converged'] is False)", key_added)
+        log.warning(
+            "the solver did not converge (time limit or iteration cap); the DAG is the best so far "
+            "(uns[%r]['run']['converged'] is False)",
+            key_added,
+        )
     if result.adjacency.nnz == 0:
         log.warning("the learned network has no edges (try a smaller lambda1 or w_threshold)")
     return adata if copy else None
@@ -297,7 +300,11 @@ def knockout(
     else:
         if value is None:
             raise ConfigError("give value or fraction")
-        target = np.broadcast_to(np.asarray(value, dtype=np.float64), idx.shape) if np.ndim(value) == 0 else np.asarray(value, dtype=np.float64)
+        target = (
+            np.broadcast_to(np.asarray(value, dtype=np.float64), idx.shape)
+            if np.ndim(value) == 0
+            else np.asarray(value, dtype=np.float64)
+        )
         if target.shape != idx.shape or not np.isfinite(target).all():
             raise ConfigError(f"value must be one finite number or one per gene ({idx.size}), not {value!r}")
     X = _layer_matrix(adata, layer)
@@ -305,7 +312,9 @@ def knockout(
         labels = pd.Categorical(np.repeat("all", adata.n_obs))
     else:
         if groupby not in adata.obs:
-            raise InputError(f"no obs column {groupby!r} (obs columns: {', '.join(map(str, adata.obs.columns)) or 'none'})")
+            raise InputError(
+                f"no obs column {groupby!r} (obs columns: {', '.join(map(str, adata.obs.columns)) or 'none'})"
+            )
         labels = pd.Categorical(adata.obs[groupby].astype(str))
     groups = [g for g in labels.categories if (labels == g).any()]
     observed = np.column_stack([_column_means(X, np.flatnonzero(labels == g)) for g in groups])  # d x G

@@ -38,7 +38,7 @@ Methods, each giving a score >= 0 for every ordered gene pair (0 = not predicted
   on the log-normalised data (or the standardised data for the ``scaled`` row). The
   score comes from :func:`gene_dag_scores` (|weight| of the thresholded DAG today).
 * ``gene-dag continuous``: the solver's continuous weights before thresholding, read
-  from ``gene_dag.solver.core.solve`` on the statistics ``fit`` computes, to tell the
+  from ``gene_dag.solver.driver.solve`` on the statistics ``fit`` computes, to tell the
   ranking apart from the threshold.
 * ``pearson``: |Pearson correlation| of the log-normalised genes (both directions of a
   pair get the same score).
@@ -90,6 +90,8 @@ GENE_DAG_VARIANTS = {
     "gene-dag lambda1=0.01": ({"lambda1": 0.01}, "log"),
     "gene-dag lambda1=0.002": ({"lambda1": 0.002}, "log"),
     "gene-dag lambda1=0.002 w_threshold=0.05": ({"lambda1": 0.002, "w_threshold": 0.05}, "log"),
+    "gene-dag w_threshold=0.1": ({"w_threshold": 0.1}, "log"),
+    "gene-dag w_threshold=0.05": ({"w_threshold": 0.05}, "log"),
     "gene-dag scaled": ({}, "scaled"),
     "gene-dag continuous": ({}, "log"),
 }
@@ -281,8 +283,8 @@ def _gene_dag_continuous(X, genes, regulators):
     import numpy as np
 
     from gene_dag.prior import build_mask
-    from gene_dag.solver.api import settings_from
-    from gene_dag.solver.core import solve
+    from gene_dag.solver.driver import solve
+    from gene_dag.solver.settings import settings_from
     from gene_dag.stats import compute_stats
 
     settings = settings_from()
@@ -404,9 +406,10 @@ def _mean_sd(values) -> str:
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     if v.size == 0:
         return "–"
+    fmt = (lambda x: f"{x:.0f}") if abs(v.mean()) >= 1000 else (lambda x: f"{x:.3g}")
     if v.size == 1:
-        return f"{v[0]:.3g}"
-    return f"{v.mean():.3g} ± {v.std(ddof=1):.2g}"
+        return fmt(v[0])
+    return f"{fmt(v.mean())} ± {fmt(v.std(ddof=1)) if abs(v.mean()) >= 1000 else format(v.std(ddof=1), '.2g')}"
 
 
 def _edges_cell(ok: list) -> str:
@@ -417,7 +420,7 @@ def _edges_cell(ok: list) -> str:
     cell = _mean_sd([r["info"]["n_edges"] for r in ok])
     if all("n_correct" in r["info"] for r in ok):
         parts = [np.mean([r["info"][k] for r in ok]) for k in ("n_correct", "n_reversed", "n_extra")]
-        cell += ": " + "/".join(f"{p:.3g}" for p in parts)
+        cell += ": " + "/".join(f"{p:.0f}" if p >= 1000 else f"{p:.3g}" for p in parts)
     return cell
 
 
@@ -481,7 +484,7 @@ def write_markdown(store: dict, out_dir: str) -> list[str]:
     paths = []
     for n_genes in sorted({r["G"] for r in store["runs"]}):
         header = [f"Realistic single-cell benchmark (SERGIO), written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-                  "", f"Command: `{store['command']}`", "", f"Threads: {store['threads']}", "",
+                  "", "Command(s): " + "; ".join(f"`{c}`" for c in store.get("commands", [store.get("command", "")])), "", f"Threads: {store['threads']}", "",
                   f"1-minute load average before each method: {_load_range(store, n_genes)}", "",
                   f"gene-dag from {store['gene_dag_source']}", ""]
         path = os.path.join(out_dir, f"table_G{n_genes}.md")
@@ -618,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(store_path) and not args.fresh:
         with open(store_path) as fh:
             store = json.load(fh)
-    store["command"] = " ".join(["benchmarks/realistic_sc.py", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["benchmarks/realistic_sc.py", *(argv if argv is not None else sys.argv[1:])])
     store["threads"] = (f"{threads}; GRNBoost2: {args.dask_workers} dask worker process(es) x 1 thread; "
                         f"DAGMA in a child with the same BLAS limit")
     store["gene_dag_source"] = os.path.dirname(gene_dag.__file__)
@@ -631,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                     if (n_genes, seed, m, tf, scope) not in done]
             if not todo:
                 continue
+            if command not in store.setdefault("commands", []):
+                store["commands"].append(command)
             counts, _ = load_or_simulate(args.out_dir, n_genes, seed, args, cache)
             datasets = {scope: _datasets(counts, scope) for scope in args.scopes}
             peer_cache: dict = {}

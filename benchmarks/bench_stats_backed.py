@@ -157,7 +157,14 @@ def stream(args, path: Path) -> dict:
     t0 = time.perf_counter()
     if args.read_only:
         with io.open_h5ad_matrix(path) as (matrix, _):
-            plan = stats._plan(matrix, args.regulators, args.memory_gb, torch.device("cpu"), np.dtype(np.float64), None)
+            plan = stats._plan(
+                matrix,
+                args.regulators,
+                memory_gb=args.memory_gb,
+                dev=torch.device("cpu"),
+                dtype=np.dtype(np.float64),
+                block_rows=None,
+            )
             nnz = sum(block.nnz for _, _, block in io.iter_row_blocks(matrix, plan.rows))
         result.update(read_s=round(time.perf_counter() - t0, 2), nnz=int(nnz), block_rows=plan.rows)
         return result

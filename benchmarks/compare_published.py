@@ -715,8 +715,8 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
     gd_kwargs = {} if args.device == "auto" else {"device": args.device}
 
     try:
-        from gene_dag.simulate import simulate_graph  # noqa: F401
         from gene_dag.metrics import count_accuracy  # noqa: F401
+        from gene_dag.simulate import simulate_graph  # noqa: F401
     except ImportError as exc:
         sys.exit(f"error: gene_dag.simulate / gene_dag.metrics not available yet ({exc}); cannot simulate data.")
 

@@ -52,7 +52,7 @@ def main() -> None:
     ]
     rows = []
     for d, seed in itertools.product(args.d, args.seeds):
-        B, _ = simulate_graph(d, args.graph, 2.0, seed=seed)
+        B, _ = simulate_graph(d, args.graph, edges_per_node=2.0, seed=seed)
         W = simulate_weights(B, seed=seed)
         X = simulate_sem(W, 1000, seed=seed).astype(np.float64)
         Xc = X - X.mean(0)

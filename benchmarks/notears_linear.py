@@ -170,5 +170,5 @@ if __name__ == "__main__":  # tiny self-check, independent of gene_dag
     X = Z @ np.linalg.inv(np.eye(d) - W_true)
     W_est, info = notears_linear(X, lambda1=0.1, loss_type="l2", return_info=True)
     print(info)
-    print("true edges:", sorted((int(i), int(j)) for i, j in zip(*np.nonzero(W_true))))
-    print("est. edges:", sorted((int(i), int(j)) for i, j in zip(*np.nonzero(W_est))))
+    print("true edges:", sorted((int(i), int(j)) for i, j in zip(*np.nonzero(W_true), strict=True)))
+    print("est. edges:", sorted((int(i), int(j)) for i, j in zip(*np.nonzero(W_est), strict=True)))

@@ -37,7 +37,7 @@ def write_data(path: Path, **kwargs) -> anndata.AnnData:
 
 def edges(W: sp.spmatrix) -> set[tuple[int, int]]:
     coo = sp.coo_matrix(W)
-    return set(zip(coo.row[coo.data != 0].tolist(), coo.col[coo.data != 0].tolist()))
+    return set(zip(coo.row[coo.data != 0].tolist(), coo.col[coo.data != 0].tolist(), strict=True))
 
 
 def solve_cmd(inp: Path, out: Path, *extra: str) -> list[str]:

@@ -17,7 +17,7 @@ TRUE_EDGES = [(0, 1), (1, 2), (0, 3)]
 
 
 def adj(edges, d=4, weights=None):
-    rows, cols = zip(*edges) if edges else ((), ())
+    rows, cols = zip(*edges, strict=True) if edges else ((), ())
     data = np.ones(len(rows)) if weights is None else np.asarray(weights, dtype=float)
     return sp.csr_matrix((data, (rows, cols)), shape=(d, d))
 
@@ -219,7 +219,7 @@ def test_cli_evaluate_against_tsv_truth(tmp_path):
     rows, cols = adata.varp["true_dag"].nonzero()
     names = adata.var_names
     # Drop the first true edge from the TSV truth: the prediction then has one extra edge.
-    lines = ["source\ttarget"] + [f"{names[r]}\t{names[c]}" for r, c in zip(rows[1:], cols[1:])]
+    lines = ["source\ttarget"] + [f"{names[r]}\t{names[c]}" for r, c in zip(rows[1:], cols[1:], strict=True)]
     tsv = tmp_path / "truth.tsv"
     tsv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "m.json"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gene_dag.solver.api import fit
 from gene_dag.simulate import simulate_adata
+from gene_dag.solver.api import fit
 from gene_dag.stats import compute_stats
 
 

@@ -35,7 +35,7 @@ def test_owlqn_matches_fista_on_masked_signed_lasso(seed):
     mask = (torch.rand(B.shape, generator=g) < 0.8).double()
     sign = torch.where(torch.rand(B.shape, generator=g) < 0.2, 1.0, 0.0).double()
     pen = torch.full(B.shape, 0.05, dtype=torch.float64)
-    ref = batched_lasso(A, B, pen, mask, sign, tol=1e-12, max_iter=20000).V
+    ref = batched_lasso(A, B, pen, allowed=mask, sign=sign, tol=1e-12, max_iter=20000).V
     res = minimize_owlqn(_quadratic(A, B), torch.zeros_like(B), pen, mask, sign, ftol=1e-15, gtol=1e-10)
     assert torch.allclose(res.V, ref, atol=1e-6)
     assert bool((res.V[mask == 0] == 0).all())  # the mask holds exactly
@@ -64,16 +64,16 @@ def test_compact_lbfgs_direction_matches_the_two_loop_recursion():
     Y = [H @ s for s in S]
     q = torch.randn(n, generator=g, dtype=torch.float64)
     mem = LBFGSMemory(n, m, torch.float64, torch.device("cpu"))
-    for i, (s, y) in enumerate(zip(S, Y)):
+    for s, y in zip(S, Y, strict=True):
         mem.push(s, y)
-    pairs = list(zip(S, Y))[-m:]  # the memory keeps the newest m pairs
+    pairs = list(zip(S, Y, strict=True))[-m:]  # the memory keeps the newest m pairs
     r, alphas = q.clone(), []
     for s, y in reversed(pairs):
         a = (s @ r) / (s @ y)
         alphas.append(a)
         r -= a * y
     r *= (pairs[-1][0] @ pairs[-1][1]) / (pairs[-1][1] @ pairs[-1][1])
-    for (s, y), a in zip(pairs, reversed(alphas)):
+    for (s, y), a in zip(pairs, reversed(alphas), strict=True):
         r += (a - (y @ r) / (s @ y)) * s
     assert torch.allclose(mem.direction(q), r, atol=1e-12)
 

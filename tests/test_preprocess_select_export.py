@@ -190,9 +190,9 @@ def test_export_writes_consistent_files(tmp_path):
     assert list(edges.columns) == ["source", "target", "weight"]
     assert edges["weight"].tolist() == [-2.0, 1.0, 0.5, 0.25]  # sorted by |weight|
     coo = M.tocoo()
-    assert {(back.var_names[r], back.var_names[c], float(w)) for r, c, w in zip(coo.row, coo.col, coo.data)} == set(
-        edges.itertuples(index=False, name=None)
-    )
+    assert {
+        (back.var_names[r], back.var_names[c], float(w)) for r, c, w in zip(coo.row, coo.col, coo.data, strict=True)
+    } == set(edges.itertuples(index=False, name=None))
 
     G = nx.read_graphml(paths["graphml"])
     assert G.number_of_nodes() == 5 and G.number_of_edges() == 4
@@ -216,7 +216,7 @@ def test_export_refuses_a_cycle_and_writes_nothing(tmp_path):
 def test_edges_table_ties_are_deterministic():
     W = sp.csr_matrix(np.array([[0, 1.0, -1.0], [0, 0, 1.0], [0, 0, 0]]))
     table = edges_table(W, ["a", "b", "c"])
-    assert list(zip(table["source"], table["target"])) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert list(zip(table["source"], table["target"], strict=True)) == [("a", "b"), ("a", "c"), ("b", "c")]
 
 
 # ----------------------------------------------------------------------------- the subcommands
@@ -282,7 +282,7 @@ def test_cli_preprocess_select_prior(tmp_path):
     assert (tmp_path / "r.txt").read_text().split() == ["G00", "G01"]
     kept = pd.read_csv(tmp_path / "e.tsv", sep="\t")
     expected = [("G00", "G05")] if "G05" in set(sel.var_names) else []
-    assert list(zip(kept["source"], kept["target"])) == expected
+    assert list(zip(kept["source"], kept["target"], strict=True)) == expected
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["missing_regulators"] == ["NOT_A_GENE"] and report["n_regulators"] == 2
 

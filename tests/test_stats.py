@@ -132,7 +132,9 @@ def test_zero_variance_genes(caplog, monkeypatch, sparse):
     if sparse:  # force the sparse-product path although this matrix is 15% dense
         monkeypatch.setattr(gstats, "DENSE_ABOVE_DENSITY", 1.0)
         data = sp.csr_matrix(X)
-        assert gstats._plan(data, 5, 1.0, torch.device("cpu"), np.dtype(np.float64), None).sparse
+        assert gstats._plan(
+            data, 5, memory_gb=1.0, dev=torch.device("cpu"), dtype=np.dtype(np.float64), block_rows=None
+        ).sparse
     with caplog.at_level(logging.WARNING, logger="gene_dag.stats"):
         st = compute_stats(data, REGS, scale=True, block_rows=37, progress=False)
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -197,10 +199,14 @@ def test_load_errors(tmp_path):
 def test_memory_budget_sets_block_rows():
     X = make_sparse()
     dense = X.toarray()
-    plan = gstats._plan(dense, len(REGS), 1e-4, torch.device("cpu"), np.dtype(np.float64), None)
+    plan = gstats._plan(
+        dense, len(REGS), memory_gb=1e-4, dev=torch.device("cpu"), dtype=np.dtype(np.float64), block_rows=None
+    )
     per_row = (4 + 8) * D + 8 * len(REGS)
     assert plan.rows == int((1e-4 * 2**30 - 8 * len(REGS) * D) // per_row) and not plan.sparse
-    assert gstats._plan(X, len(REGS), 1.0, torch.device("cpu"), np.dtype(np.float64), None).sparse
+    assert gstats._plan(
+        X, len(REGS), memory_gb=1.0, dev=torch.device("cpu"), dtype=np.dtype(np.float64), block_rows=None
+    ).sparse
     # a tiny budget still streams correctly (many small blocks) ...
     tiny = 8 * len(REGS) * D * 3 / 2**30
     assert_matches(compute_stats(dense, REGS, memory_gb=tiny, progress=False), dense, REGS)

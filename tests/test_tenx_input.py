@@ -43,7 +43,7 @@ def write_mtx(folder) -> None:
     with gzip.open(folder / "matrix.mtx.gz", "wb") as f:
         scipy.io.mmwrite(f, sp.coo_matrix(counts().T))
     with gzip.open(folder / "features.tsv.gz", "wt") as f:
-        f.writelines(f"{i}\t{s}\tGene Expression\n" for i, s in zip(IDS, SYMBOLS))
+        f.writelines(f"{i}\t{s}\tGene Expression\n" for i, s in zip(IDS, SYMBOLS, strict=True))
     with gzip.open(folder / "barcodes.tsv.gz", "wt") as f:
         f.writelines(f"AAAC-{i}\n" for i in range(6))
 

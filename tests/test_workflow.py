@@ -144,7 +144,9 @@ def group_dir(workdir: Path, slug: str) -> Path:
 
 def edge_set(adata) -> set[tuple[str, str]]:
     coo = sp.coo_matrix(adata.varp["gene_dag"])
-    return {(adata.var_names[r], adata.var_names[c]) for r, c, w in zip(coo.row, coo.col, coo.data) if w != 0}
+    return {
+        (adata.var_names[r], adata.var_names[c]) for r, c, w in zip(coo.row, coo.col, coo.data, strict=True) if w != 0
+    }
 
 
 # ----------------------------------------------------------------------------- one run
@@ -179,10 +181,10 @@ def test_network_h5ad_is_a_dag_over_the_selected_genes(run):
 
         edges = pd.read_csv(group_dir(workdir, slug) / "edges.tsv", sep="\t")
         assert list(edges.columns) == ["source", "target", "weight"]
-        assert set(zip(edges["source"], edges["target"])) == edge_set(net)
+        assert set(zip(edges["source"], edges["target"], strict=True)) == edge_set(net)
         assert (np.diff(edges["weight"].abs().to_numpy()) <= 1e-6).all()  # sorted by |weight|
         coo = sp.coo_matrix(W)
-        lookup = {(net.var_names[r], net.var_names[c]): w for r, c, w in zip(coo.row, coo.col, coo.data)}
+        lookup = {(net.var_names[r], net.var_names[c]): w for r, c, w in zip(coo.row, coo.col, coo.data, strict=True)}
         for s, t, w in edges.itertuples(index=False):
             assert w == pytest.approx(lookup[(s, t)], rel=1e-5)
 

@@ -1,3 +1,5 @@
+"""``python -m gene_dag``: the ``gene-dag`` command line."""
+
 import sys
 
 from gene_dag.cli import main

@@ -43,7 +43,7 @@ def generations(W: sp.spmatrix) -> list[np.ndarray]:
     G = nx.DiGraph()
     G.add_nodes_from(range(W.shape[0]))
     coo = W.tocoo()
-    G.add_edges_from(zip(coo.row.tolist(), coo.col.tolist()))
+    G.add_edges_from(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
     try:
         return [np.sort(np.fromiter(g, dtype=np.int64)) for g in nx.topological_generations(G)]
     except nx.NetworkXUnfeasible:
@@ -104,7 +104,7 @@ def total_effects(W: sp.spmatrix, sources: Sequence[int] | np.ndarray, *, cut: b
 
 
 def path_counts(W: sp.spmatrix, sources: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Number of directed paths from each source to every gene (1 for the gene itself)."""
+    """Count the directed paths from each source to every gene (1 for the gene itself)."""
     A = sp.csr_matrix(W, dtype=np.float64, copy=True)
     A.data[:] = 1.0  # the copy keeps the caller's weights
     return total_effects(A, sources)

@@ -61,23 +61,23 @@ def edges_table(W: sp.spmatrix, genes) -> pd.DataFrame:
 
 
 def decoupler_table(W: sp.spmatrix, genes) -> pd.DataFrame:
-    """The network in decoupler's format: ``source, target, weight`` (signed), strongest first."""
+    """Return the network in decoupler's format: ``source, target, weight`` (signed), strongest first."""
     return edges_table(W, genes)
 
 
 def pyscenic_table(W: sp.spmatrix, genes) -> pd.DataFrame:
-    """The network as pySCENIC adjacencies: ``TF, target, importance`` (= |weight|), strongest first."""
+    """Return the network as pySCENIC adjacencies: ``TF, target, importance`` (= |weight|), strongest first."""
     table = edges_table(W, genes)
     return pd.DataFrame({"TF": table["source"], "target": table["target"], "importance": table["weight"].abs()})
 
 
 def read_edges(path) -> pd.DataFrame:
-    """An ``edges.tsv`` written by :func:`export_network`."""
+    """Read an ``edges.tsv`` written by :func:`export_network`."""
     return pd.read_csv(path, sep="\t", dtype={"source": str, "target": str, "weight": float}, keep_default_na=False)
 
 
 def graph(W: sp.spmatrix, genes):
-    """A ``networkx.DiGraph``: every gene a node, every edge with weight, |weight| and sign."""
+    """Build a ``networkx.DiGraph``: every gene a node, every edge with weight, |weight| and sign."""
     import networkx as nx
 
     W = sp.csr_matrix(W)
@@ -88,7 +88,7 @@ def graph(W: sp.spmatrix, genes):
     for i, g in enumerate(genes):
         G.add_node(g, out_degree=int(out_deg[i]), in_degree=int(in_deg[i]), has_targets=bool(out_deg[i] > 0))
     coo = W.tocoo()
-    for r, c, w in zip(coo.row, coo.col, coo.data):
+    for r, c, w in zip(coo.row, coo.col, coo.data, strict=True):
         G.add_edge(genes[r], genes[c], weight=float(w), abs_weight=float(abs(w)), sign="+" if w > 0 else "-")
     return G
 
@@ -100,7 +100,7 @@ def _degree_stats(deg: np.ndarray) -> dict:
 
 
 def _jsonable(value):
-    """uns content -> plain JSON types (numpy scalars and arrays included); None when impossible."""
+    """Convert ``uns`` content to plain JSON types (numpy scalars and arrays included); None when impossible."""
     if isinstance(value, dict):
         return {str(k): v for k, v in ((k, _jsonable(v)) for k, v in value.items()) if v is not None}
     if isinstance(value, (str, bool, int, float)) or value is None:
@@ -115,7 +115,7 @@ def _jsonable(value):
 
 
 def summarize(adata, W: sp.csr_matrix, key: str = "gene_dag", prior_report: dict | None = None, top: int = 10) -> dict:
-    """Counts, degree statistics, top regulators, the solver's record and the prior report."""
+    """Summarise a network: counts, degree statistics, top regulators, the solver's record and the prior report."""
     genes = np.asarray(adata.var_names, dtype=str)
     out_deg = np.diff(W.indptr)
     in_deg = np.bincount(W.indices, minlength=W.shape[1])

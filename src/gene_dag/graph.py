@@ -26,7 +26,7 @@ def strong_components(adjacency: sp.spmatrix | np.ndarray) -> np.ndarray:
 
 
 def is_dag(adjacency: sp.spmatrix | np.ndarray) -> bool:
-    """True when the directed graph has no cycle (a self-loop is a cycle)."""
+    """Tell whether the directed graph has no cycle (a self-loop is a cycle)."""
     A = _pattern(adjacency)
     if A.diagonal().any():
         return False
@@ -40,12 +40,12 @@ def _digraph(adjacency: sp.spmatrix | np.ndarray) -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.add_nodes_from(range(A.shape[0]))
     coo = A.tocoo()
-    graph.add_edges_from(zip(coo.row.tolist(), coo.col.tolist()))
+    graph.add_edges_from(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
     return graph
 
 
 def topological_order(dag: sp.spmatrix | np.ndarray, key: np.ndarray) -> np.ndarray:
-    """A topological order of a DAG; among nodes ready at the same time, smallest ``key`` first.
+    """Return a topological order of a DAG; among nodes ready at the same time, smallest ``key`` first.
 
     Raises ``networkx.NetworkXUnfeasible`` when the graph has a cycle.
     """

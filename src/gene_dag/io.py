@@ -48,7 +48,7 @@ _SCAN_BLOCK_VALUES = 1 << 24
 
 
 def _format_of(path: Path) -> str:
-    """The format key of a file name: '.h5ad', '.loom', '.csv', '.tsv.gz', ... ('' if unknown)."""
+    """Return the format key of a file name: '.h5ad', '.loom', '.csv', '.tsv.gz', ... ('' if unknown)."""
     name = path.name.lower()
     for suffix in (".h5ad", ".loom", TENX_H5, *_TABLE_SUFFIXES):
         if name.endswith(suffix):
@@ -57,7 +57,7 @@ def _format_of(path: Path) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one line, 'Type: message' (for InputError messages)."""
+    """Write an exception as one line, 'Type: message' (for InputError messages)."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -75,6 +75,7 @@ def first_few(items: Sequence[Any] | np.ndarray, n: int = 5) -> str:
 def read_expression(
     source: str | os.PathLike,
     layer: str | None = None,
+    *,
     backed: bool | str = False,
     orientation: str = "cells_x_genes",
     validate: bool = True,
@@ -156,7 +157,7 @@ def read_expression(
     return adata
 
 
-def _backed_mode(backed: bool | str) -> str | None:
+def _backed_mode(backed: bool | str) -> str | None:  # noqa: FBT001 (the value it normalises, not a flag)
     """Normalise the ``backed`` argument to anndata's mode string (read-only) or None."""
     if backed is False or backed is None:
         return None
@@ -166,7 +167,7 @@ def _backed_mode(backed: bool | str) -> str | None:
 
 
 def _read_bundled(label: str) -> anndata.AnnData:
-    """A dataset that ships with scanpy (no download)."""
+    """Load a dataset that ships with scanpy (no download)."""
     name = label.split(":", 1)[1]
     if name not in BUNDLED_DATASETS:
         raise InputError(
@@ -197,12 +198,12 @@ def _read_file(path: Path, fmt: str, mode: str | None, orientation: str) -> annd
 
 
 def is_mtx_folder(path: Path) -> bool:
-    """True for a folder with a 10x Matrix Market matrix (``matrix.mtx`` or ``matrix.mtx.gz``)."""
+    """Tell whether a folder holds a 10x Matrix Market matrix (``matrix.mtx`` or ``matrix.mtx.gz``)."""
     return path.is_dir() and any((path / name).is_file() for name in ("matrix.mtx", "matrix.mtx.gz"))
 
 
 def _read_10x(path: Path, fmt: str) -> anndata.AnnData:
-    """A Cell Ranger .h5 file or Matrix Market folder via scanpy; gene symbols as names, made unique."""
+    """Read a Cell Ranger .h5 file or Matrix Market folder via scanpy; gene symbols as names, made unique."""
     import scanpy as sc
 
     adata = (
@@ -252,7 +253,9 @@ def _read_table(path: Path, sep: str, orientation: str) -> anndata.AnnData:
     header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
     if header.shape[1] == df.shape[1] + 1:
         df.columns = header.iloc[0, 1:].to_numpy()
-    non_numeric = [c for c, t in zip(df.columns, df.dtypes) if len(df) and not pd.api.types.is_numeric_dtype(t)]
+    non_numeric = [
+        c for c, t in zip(df.columns, df.dtypes, strict=True) if len(df) and not pd.api.types.is_numeric_dtype(t)
+    ]
     if non_numeric:
         raise InputError(
             f"{len(non_numeric)} column(s) hold non-numeric values (first few: {first_few(non_numeric)})",
@@ -268,7 +271,7 @@ def _read_table(path: Path, sep: str, orientation: str) -> anndata.AnnData:
 
 
 def _first_undecodable_line(path: Path) -> int:
-    """The 1-based number of the first line of a (possibly gzipped) text file that is not UTF-8."""
+    """Return the 1-based number of the first line of a (possibly gzipped) text file that is not UTF-8."""
     import gzip
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -284,7 +287,7 @@ def _first_undecodable_line(path: Path) -> int:
 def layer_matrix(
     adata: anndata.AnnData, layer: str | None, source: str | os.PathLike | None = None
 ) -> tuple[Any, pd.Index]:
-    """The matrix and gene names that ``layer`` selects: X (None), ``"raw"`` or a layer.
+    """Return the matrix and gene names that ``layer`` selects: X (None), ``"raw"`` or a layer.
 
     Returns ``(matrix, gene_names)``; for a backed AnnData the matrix of ``X`` or
     ``raw`` stays on disk. Raises InputError when there is no such layer.
@@ -304,7 +307,7 @@ def layer_matrix(
 
 
 def _with_layer_in_x(adata: anndata.AnnData, layer: str, source: str) -> anndata.AnnData:
-    """The AnnData with the chosen layer in X (raw: the raw genes as var); no data copy."""
+    """Return the AnnData with the chosen layer in X (raw: the raw genes as var); no data copy."""
     matrix, _ = layer_matrix(adata, layer, source)
     if layer == "raw":
         return adata.raw.to_adata()
@@ -445,7 +448,7 @@ def validate_expression(adata: anndata.AnnData, source: str | os.PathLike) -> No
 
 
 def bad_character(name: str) -> str | None:
-    """The first character of ``name`` that breaks TSV or XML (GraphML) output, or None.
+    """Return the first character of ``name`` that breaks TSV or XML (GraphML) output, or None.
 
     Those are control characters (tab, newline, NUL, ...), lone surrogates and the
     XML non-characters U+FFFE / U+FFFF.
@@ -487,7 +490,7 @@ def validate_gene_names(names: Sequence[str] | pd.Index, source: str | os.PathLi
 
 
 def read_text(path: str | os.PathLike, what: str = "text file") -> str:
-    """The text of a user's file, decoded as UTF-8 (a byte-order mark is dropped).
+    """Read the text of a user's file, decoded as UTF-8 (a byte-order mark is dropped).
 
     Raises InputError naming the file: not found, a directory, unreadable, or not
     UTF-8 (with the line of the first undecodable byte).
@@ -549,7 +552,7 @@ def read_gene_list(path: str | os.PathLike) -> list[str]:
 
 
 def read_network(path: str | os.PathLike, key: str = "gene_dag"):
-    """A learned network as a ``networkx.DiGraph``: gene names on nodes, weights on edges.
+    """Read a learned network as a ``networkx.DiGraph``: gene names on nodes, weights on edges.
 
     Parameters
     ----------
@@ -651,7 +654,7 @@ OUTDIR_MARKER = ".gene-dag-outdir"
 
 
 def _inside(path: Path, directory: Path) -> bool:
-    """True when ``path`` is ``directory`` or lies below it (both resolved)."""
+    """Tell whether ``path`` is ``directory`` or lies below it (both resolved)."""
     return path == directory or directory in path.parents
 
 
@@ -796,7 +799,7 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> None:
+def write_table(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False) -> None:
     """Write a DataFrame as TSV atomically (a ``.gz`` suffix gzips it)."""
     with atomic_write(path) as tmp:
         df.to_csv(tmp, sep="\t", index=index)

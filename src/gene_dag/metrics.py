@@ -84,11 +84,13 @@ def count_accuracy(B_true: sp.spmatrix | np.ndarray, W_est: sp.spmatrix | np.nda
 
 
 def average_precision(scores: np.ndarray, is_true: np.ndarray, n_true: int) -> float:
-    """Area under the precision-recall curve as step-wise average precision,
-    sum over thresholds of (recall_k - recall_{k-1}) * precision_k (as scikit-learn's
+    """Area under the precision-recall curve as step-wise average precision.
+
+    The sum over thresholds of (recall_k - recall_{k-1}) * precision_k (as scikit-learn's
     ``average_precision_score``), for ``scores`` of predicted items of which ``is_true``
     are hits, out of ``n_true`` positives in all (unpredicted positives lower the recall).
-    Returns 0.0 when there are no positives."""
+    Returns 0.0 when there are no positives.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     is_true = np.asarray(is_true, dtype=bool)
     if n_true <= 0 or scores.size == 0:
@@ -199,9 +201,11 @@ def adjacency_from_edges(
     genes: Sequence[str],
     weights: Sequence[float] | None = None,
 ) -> sp.csr_matrix:
-    """CSR adjacency (row = source, column = target) over ``genes`` from an edge list of
-    gene names; weights default to 1 and repeated edges keep their last weight. Raises
-    InputError, counting and naming a few, if the edges name genes not in ``genes``."""
+    """Build the CSR adjacency (row = source, column = target) over ``genes`` from an edge list.
+
+    The edges are gene names; weights default to 1 and repeated edges keep their last weight. Raises
+    InputError, counting and naming a few, if the edges name genes not in ``genes``.
+    """
     import pandas as pd
 
     index = pd.Index(genes)
@@ -221,8 +225,10 @@ def adjacency_from_edges(
 
 
 def edges_from_adjacency(A: sp.spmatrix | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, columns, weights) of the nonzero entries of A, duplicates summed, explicit
-    zeros dropped, in row-major order."""
+    """Return (rows, columns, weights) of the nonzero entries of A, in row-major order.
+
+    Duplicates are summed and explicit zeros dropped.
+    """
     return _edges(A)
 
 

@@ -50,7 +50,7 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return ax
 
 
-def _finish(ax: Axes, show: bool | None, save: str | Path | None, own_figure: bool) -> Axes:
+def _finish(ax: Axes, *, show: bool | None, save: str | Path | None, own_figure: bool) -> Axes:
     """Save and/or show the figure like scanpy does; return the Axes."""
     plt = _pyplot()
     fig = ax.figure
@@ -66,6 +66,12 @@ def _finish(ax: Axes, show: bool | None, save: str | Path | None, own_figure: bo
     elif save is not None and own_figure:
         plt.close(fig)
     return ax
+
+
+def _note(ax: Axes, text: str) -> None:
+    """Write ``text`` in the middle of an axes without a plot (there is nothing to draw)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.axis("off")
 
 
 def _check_count(name: str, value: int, low: int = 1) -> None:
@@ -93,7 +99,7 @@ def _edges(adata: AnnData, W: sp.csr_matrix, stability: sp.csr_matrix | None) ->
 
 
 def _select_edges(adata: AnnData, table: pd.DataFrame, genes: Sequence[str] | None, depth: int, n_edges: int):
-    """The top ``n_edges`` edges overall, or of the neighbourhood (``depth`` steps either way) of ``genes``."""
+    """Select the top ``n_edges`` edges overall, or of the neighbourhood (``depth`` steps either way) of ``genes``."""
     if genes is None:
         return table.head(n_edges)
     import networkx as nx
@@ -103,7 +109,7 @@ def _select_edges(adata: AnnData, table: pd.DataFrame, genes: Sequence[str] | No
     gene_indices(adata, genes)
     G = nx.Graph()
     G.add_nodes_from(genes)
-    G.add_edges_from(zip(table["source"], table["target"]))
+    G.add_edges_from(zip(table["source"], table["target"], strict=True))
     near = set()
     for g in genes:
         near |= set(nx.single_source_shortest_path_length(G, g, cutoff=depth))
@@ -117,7 +123,7 @@ def _layers(nodes: list[str], edges: pd.DataFrame) -> dict[str, tuple[int, float
 
     G = nx.DiGraph()
     G.add_nodes_from(nodes)
-    G.add_edges_from(zip(edges["source"], edges["target"]))
+    G.add_edges_from(zip(edges["source"], edges["target"], strict=True))
     layer = {}
     for n in nx.topological_sort(G):
         layer[n] = max((layer[p] + 1 for p in G.predecessors(n)), default=0)
@@ -151,6 +157,63 @@ def _half_widths(ax: Axes, boxes: dict) -> dict[str, float]:
     return half
 
 
+def _draw_gene_boxes(ax: Axes, place: dict[str, tuple[float, float]], genes: Sequence[str] | None) -> dict:
+    """One label box per gene at its place; the genes asked for are highlighted."""
+    boxes = {}
+    for n, (x, y) in place.items():
+        focus = genes is not None and n in genes
+        boxes[n] = ax.text(
+            x, y, n, ha="center", va="center", fontsize=8, zorder=3,
+            fontweight="bold" if focus else "normal",
+            bbox=dict(boxstyle="round,pad=0.25", fc="#fff3c4" if focus else "white",
+                      ec="#333333", lw=1.2 if focus else 0.6),
+        )  # fmt: skip
+    return boxes
+
+
+def _draw_arrows(
+    ax: Axes, edges: pd.DataFrame, place: dict, half: dict[str, float], *, wmax: float, stable: bool
+) -> None:
+    """One arrow per edge: colour by sign, width by |weight|, opacity by stability when ``stable``."""
+    for e in edges.itertuples(index=False):
+        (x0, y0), (x1, y1) = place[e.source], place[e.target]
+        alpha = 0.25 + 0.75 * float(np.clip(e.stability, 0, 1)) if stable else 0.85
+        span = x1 - x0
+        # causes are always in an earlier column: leave the right side of the cause's box,
+        # arrive at the left side of the target's box (the arrowhead stays visible)
+        ax.annotate(
+            "", xy=(x1 - half[e.target], y1), xytext=(x0 + half[e.source], y0), zorder=2,
+            arrowprops=dict(
+                arrowstyle="-|>", mutation_scale=10, color=POSITIVE if e.weight > 0 else NEGATIVE,
+                lw=0.6 + 2.6 * e.abs / wmax, alpha=alpha, shrinkA=0, shrinkB=1,
+                connectionstyle=f"arc3,rad={0.12 * (span - 1) if span > 1 else 0.0}",
+            ),
+        )  # fmt: skip
+
+
+def _network_legend(ax: Axes, *, wmax: float, stable: bool) -> None:
+    """Legend of pl.network: sign colours, three widths, and the opacity when ``stable``."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=POSITIVE, lw=2, label="activation (weight > 0)"),
+        Line2D([], [], color=NEGATIVE, lw=2, label="repression (weight < 0)"),
+    ]
+    for frac in (1.0, 0.5, 0.1):
+        handles.append(Line2D([], [], color=NEUTRAL, lw=0.6 + 2.6 * frac, label=f"|weight| = {frac * wmax:.2g}"))
+    if stable:
+        handles.append(Line2D([], [], color=NEUTRAL, lw=2, alpha=0.3, label="fainter = less stable edge"))
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+        frameon=False,
+        title="edge (arrow: cause → target)",
+        title_fontsize=8,
+    )
+
+
 def network(
     adata: AnnData,
     *,
@@ -164,7 +227,7 @@ def network(
     show: bool | None = None,
     save: str | Path | None = None,
 ) -> Axes:
-    """A layered drawing of the strongest edges, or of the neighbourhood of some genes.
+    """Draw the strongest edges, or the neighbourhood of some genes, in layers.
 
     Causes are left of their targets (each gene one column right of its furthest
     regulator among the edges drawn). Red arrows activate (w > 0), blue ones repress
@@ -195,8 +258,6 @@ def network(
     -------
     The Axes drawn on.
     """
-    from matplotlib.lines import Line2D
-
     _check_count("n_edges", n_edges)
     _check_count("depth", depth, 0)
     W = _network(adata, key)
@@ -217,56 +278,18 @@ def network(
     if edges.empty:
         ax.text(0.5, 0.5, "no edges to draw", ha="center", va="center", transform=ax.transAxes, fontsize=12)
         log.warning("pl.network: the network in varp[%r] has no edges%s", key, " near the genes given" if genes else "")
-    boxes = {}
-    for n, (x, y) in place.items():
-        focus = genes is not None and n in genes
-        boxes[n] = ax.text(
-            x, y, n, ha="center", va="center", fontsize=8, zorder=3,
-            fontweight="bold" if focus else "normal",
-            bbox=dict(boxstyle="round,pad=0.25", fc="#fff3c4" if focus else "white",
-                      ec="#333333", lw=1.2 if focus else 0.6),
-        )  # fmt: skip
+    boxes = _draw_gene_boxes(ax, place, genes)
     wmax = float(edges["abs"].max()) if len(edges) else 1.0
-    half = _half_widths(ax, boxes)
-    for e in edges.itertuples(index=False):
-        (x0, y0), (x1, y1) = place[e.source], place[e.target]
-        alpha = 0.25 + 0.75 * float(np.clip(e.stability, 0, 1)) if stability is not None else 0.85
-        span = x1 - x0
-        # causes are always in an earlier column: leave the right side of the cause's box,
-        # arrive at the left side of the target's box (the arrowhead stays visible)
-        ax.annotate(
-            "", xy=(x1 - half[e.target], y1), xytext=(x0 + half[e.source], y0), zorder=2,
-            arrowprops=dict(
-                arrowstyle="-|>", mutation_scale=10, color=POSITIVE if e.weight > 0 else NEGATIVE,
-                lw=0.6 + 2.6 * e.abs / wmax, alpha=alpha, shrinkA=0, shrinkB=1,
-                connectionstyle=f"arc3,rad={0.12 * (span - 1) if span > 1 else 0.0}",
-            ),
-        )  # fmt: skip
+    _draw_arrows(ax, edges, place, _half_widths(ax, boxes), wmax=wmax, stable=stability is not None)
     for k in range(n_layers):
         label = "no regulator drawn" if k == 0 else f"{k} step{'s' if k > 1 else ''} downstream"
         ax.text(k, -0.75, label, ha="center", va="bottom", fontsize=8, color=NEUTRAL, style="italic")
-    handles = [
-        Line2D([], [], color=POSITIVE, lw=2, label="activation (weight > 0)"),
-        Line2D([], [], color=NEGATIVE, lw=2, label="repression (weight < 0)"),
-    ]
-    for frac in (1.0, 0.5, 0.1):
-        handles.append(Line2D([], [], color=NEUTRAL, lw=0.6 + 2.6 * frac, label=f"|weight| = {frac * wmax:.2g}"))
-    if stability is not None:
-        handles.append(Line2D([], [], color=NEUTRAL, lw=2, alpha=0.3, label="fainter = less stable edge"))
-    ax.legend(
-        handles=handles,
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        fontsize=8,
-        frameon=False,
-        title="edge (arrow: cause → target)",
-        title_fontsize=8,
-    )
+    _network_legend(ax, wmax=wmax, stable=stability is not None)
     if title is None:
         what = f"around {', '.join(genes)}" if genes else "strongest edges"
         title = f"Gene regulatory network, {what}: {len(edges)} of {W.nnz} edges"
     ax.set_title(title, fontsize=10, loc="left")
-    return _finish(ax, show, save, own)
+    return _finish(ax, show=show, save=save, own_figure=own)
 
 
 def degree(
@@ -323,7 +346,7 @@ def degree(
     ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_title(title or f"Degree distribution: {W.shape[0]} genes, {W.nnz} edges", fontsize=10, loc="left")
-    return _finish(ax, show, save, own)
+    return _finish(ax, show=show, save=save, own_figure=own)
 
 
 def _bars(ax: Axes, frame: pd.DataFrame, xlabel: str) -> None:
@@ -359,7 +382,7 @@ def effects(
     show: bool | None = None,
     save: str | Path | None = None,
 ) -> Axes:
-    """The genes that change most when ``gene`` is raised by one unit, do(gene + 1).
+    """Plot the genes that change most when ``gene`` is raised by one unit, do(gene + 1).
 
     Bars are total causal effects (every path, in expression units per unit of
     ``gene``; red up, blue down); a black dot marks the direct edge, where there is one.
@@ -402,15 +425,7 @@ def effects(
     own = ax is None
     ax = _axes(ax, (6.5, max(3.0, 0.28 * len(frame) + 1.6)))
     if frame.empty:
-        ax.text(
-            0.5,
-            0.5,
-            f"{gene} has no targets in the network:\nraising it changes no other gene",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
-        ax.axis("off")
+        _note(ax, f"{gene} has no targets in the network:\nraising it changes no other gene")
         log.warning("pl.effects: %s has no targets in the network", gene)
     else:
         from matplotlib.lines import Line2D
@@ -430,7 +445,24 @@ def effects(
         fontsize=10,
         loc="left",
     )
-    return _finish(ax, show, save, own)
+    return _finish(ax, show=show, save=save, own_figure=own)
+
+
+def _knockout_bars(ax: Axes, shift: pd.DataFrame, what: str) -> None:
+    """Bars of the change per gene and group, or a note that nothing changes."""
+    if shift.empty:
+        _note(ax, f"{what}:\nno other gene changes (no targets in the network)")
+        return
+    _bars(ax, shift, "predicted change in mean expression (expression units)")
+    if shift.shape[1] == 1:
+        from matplotlib.patches import Patch
+
+        ax.legend(
+            handles=[Patch(color=POSITIVE, label="goes up"), Patch(color=NEGATIVE, label="goes down")],
+            fontsize=8,
+            frameon=False,
+            loc="best",
+        )
 
 
 def knockout(
@@ -493,27 +525,7 @@ def knockout(
     what = f"set to {fraction:g} x observed" if fraction is not None else f"set to {value:g}"
     observed = result["observed"].loc[genes].mean(axis=1)
     what += " (observed mean " + ", ".join(f"{g} {observed[g]:.3g}" for g in genes) + ")"
-    if shift.empty:
-        ax.text(
-            0.5,
-            0.5,
-            f"{', '.join(genes)} {what}:\nno other gene changes (no targets in the network)",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
-        ax.axis("off")
-    else:
-        _bars(ax, shift, "predicted change in mean expression (expression units)")
-        if shift.shape[1] == 1:
-            from matplotlib.patches import Patch
-
-            ax.legend(
-                handles=[Patch(color=POSITIVE, label="goes up"), Patch(color=NEGATIVE, label="goes down")],
-                fontsize=8,
-                frameon=False,
-                loc="best",
-            )
+    _knockout_bars(ax, shift, f"{', '.join(genes)} {what}")
     n_changed = max(result["n_changed"].values(), default=0)
     ax.set_title(
         title
@@ -521,11 +533,11 @@ def knockout(
         fontsize=10,
         loc="left",
     )
-    return _finish(ax, show, save, own)
+    return _finish(ax, show=show, save=save, own_figure=own)
 
 
 def _json_list(run: dict[str, Any], key: str) -> list[dict]:
-    """The list of records a solver run stores as JSON under ``key`` (empty when absent or unreadable)."""
+    """Return the records a solver run stores as JSON under ``key`` (empty when absent or unreadable)."""
     try:
         items = json.loads(str(run.get(key, "[]")))
     except ValueError:
@@ -545,13 +557,46 @@ def _plot_stages(ax: Axes, stages: list[dict]) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("largest h over the components")
     ax.set_xlabel("central-path stage (penalty weight 1/mu grows, h is driven to 0)")
-    ax.set_xticks(x, [f"{i}\nmu {float(st.get('mu', 0)):.0e}" for i, st in zip(x, stages)], fontsize=7)
+    ax.set_xticks(x, [f"{i}\nmu {float(st.get('mu', 0)):.0e}" for i, st in zip(x, stages, strict=True)], fontsize=7)
     twin = ax.twinx()
     twin.bar(x, [int(st.get("evals", 0)) for st in stages], color="#2e6fb7", alpha=0.25, label="evaluations")
     twin.set_ylabel("objective evaluations in the stage")
     handles = ax.get_lines() + list(twin.containers)
     ax.legend(handles, ["acyclicity h (0 = DAG)", "evaluations"], fontsize=8, frameon=False, loc="upper center")
     ax.spines[["top"]].set_visible(False)
+
+
+def _plot_rounds(ax: Axes, rounds: list[dict]) -> None:
+    """Acyclicity h and active edges per constrained round (records without central-path stages)."""
+    x = np.array([int(r.get("round", i)) for i, r in enumerate(rounds)]) + 1
+    h = np.array([float(r.get("max_h", 0.0)) for r in rounds])
+    ax.plot(x, np.maximum(h, 1e-16), "o-", color="#c0392b", label="acyclicity h (0 = DAG)")
+    ax.set_yscale("log")
+    ax.set_ylabel("largest h over the cycle-core components")
+    ax.set_xlabel("constrained round (edges that violate optimality join between rounds)")
+    ax.set_xticks(x)
+    twin = ax.twinx()
+    twin.plot(x, [int(r.get("active_edges", 0)) for r in rounds], "s--", color="#2e6fb7", label="active edges")
+    twin.set_ylabel("candidate edges in the constrained problem")
+    lines = ax.get_lines() + twin.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, frameon=False, loc="upper center")
+    ax.spines[["top"]].set_visible(False)
+
+
+def _convergence_facts(run: dict[str, Any], *, n_rounds: int) -> str:
+    """Write the final state of a solve as ``name: value`` lines (``-`` where the record lacks one)."""
+    converged = bool(run.get("converged", False))
+    facts = [
+        ("converged", "yes" if converged else "NO (time limit or iteration cap)"),
+        ("score", f"{float(run['score']):.6g}" if "score" in run else "-"),
+        ("final h", f"{float(run.get('final_h', 0.0)):.2e}"),
+        ("lasso iterations", str(run.get("lasso_iterations", "-"))),
+        ("constrained rounds", str(run.get("core_rounds", n_rounds))),
+        ("cycle-core genes", str(run.get("n_core", "-"))),
+        ("wall time", f"{float(run.get('total_wall_time_s', run.get('wall_time_s', 0.0))):.1f} s"),
+        ("edges", str(run.get("n_edges", "-"))),
+    ]
+    return "\n".join(f"{k}: {v}" for k, v in facts)
 
 
 def convergence(
@@ -589,48 +634,18 @@ def convergence(
     ax = _axes(ax, (6.0, 4.0))
     if not isinstance(record, dict):
         log.warning("pl.convergence: no solver record in uns[%r]; nothing to show", key)
-        ax.axis("off")
-        ax.text(
-            0.5,
-            0.5,
-            f"no solver record in uns[{key!r}]:\nthis network was not learned by gene-dag here",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
+        _note(ax, f"no solver record in uns[{key!r}]:\nthis network was not learned by gene-dag here")
         ax.set_title(title or "Solver convergence (unknown)", fontsize=10, loc="left")
-        return _finish(ax, show, save, own)
+        return _finish(ax, show=show, save=save, own_figure=own)
     run = record.get("run", record)
     rounds = _rounds(run)
     converged = bool(run.get("converged", False))
-    facts = [
-        ("converged", "yes" if converged else "NO (time limit or iteration cap)"),
-        ("score", f"{float(run['score']):.6g}" if "score" in run else "-"),
-        ("final h", f"{float(run.get('final_h', 0.0)):.2e}"),
-        ("lasso iterations", str(run.get("lasso_iterations", "-"))),
-        ("constrained rounds", str(run.get("core_rounds", len(rounds)))),
-        ("cycle-core genes", str(run.get("n_core", "-"))),
-        ("wall time", f"{float(run.get('total_wall_time_s', run.get('wall_time_s', 0.0))):.1f} s"),
-        ("edges", str(run.get("n_edges", "-"))),
-    ]
-    text = "\n".join(f"{k}: {v}" for k, v in facts)
+    text = _convergence_facts(run, n_rounds=len(rounds))
     stages = _json_list(run, "stages_json")
     if stages:
         _plot_stages(ax, stages)
     elif rounds:
-        x = np.array([int(r.get("round", i)) for i, r in enumerate(rounds)]) + 1
-        h = np.array([float(r.get("max_h", 0.0)) for r in rounds])
-        ax.plot(x, np.maximum(h, 1e-16), "o-", color="#c0392b", label="acyclicity h (0 = DAG)")
-        ax.set_yscale("log")
-        ax.set_ylabel("largest h over the cycle-core components")
-        ax.set_xlabel("constrained round (edges that violate optimality join between rounds)")
-        ax.set_xticks(x)
-        twin = ax.twinx()
-        twin.plot(x, [int(r.get("active_edges", 0)) for r in rounds], "s--", color="#2e6fb7", label="active edges")
-        twin.set_ylabel("candidate edges in the constrained problem")
-        lines = ax.get_lines() + twin.get_lines()
-        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, frameon=False, loc="upper center")
-        ax.spines[["top"]].set_visible(False)
+        _plot_rounds(ax, rounds)
     else:
         ax.axis("off")
         text = "no constrained rounds: the allowed edges have no cycle,\nso every gene was a separate lasso\n\n" + text
@@ -651,4 +666,4 @@ def convergence(
     ax.set_title(
         title or f"Solver convergence ({'converged' if converged else 'NOT converged'})", fontsize=10, loc="left"
     )
-    return _finish(ax, show, save, own)
+    return _finish(ax, show=show, save=save, own_figure=own)

@@ -42,7 +42,7 @@ MANIFEST_COLUMNS = ("group", "slug", "status", "n_cells", "n_genes", "has_truth"
 
 
 def slugify(name: object) -> str:
-    """A filesystem- and wildcard-safe version of a group name (no hash; see group_slugs).
+    """Make a filesystem- and wildcard-safe version of a group name (no hash; see group_slugs).
 
     ``+`` becomes ``pos`` (``CD14+ Monocyte`` -> ``CD14pos_Monocyte``), every run of other
     characters outside ``[A-Za-z0-9._-]`` becomes ``_``, leading/trailing ``._-`` go.
@@ -199,38 +199,16 @@ def preprocess(
     when the input was counts, no ``raw``, and ``uns["gene_dag_preprocess"]`` saying
     what was done. Raises InputError when no group is left.
     """
-    check_values(adata, values, source)
-    if groupby is not None and groupby not in adata.obs.columns:
-        have = ", ".join(map(str, adata.obs.columns[:20])) or "none"
-        raise InputError(f"groupby column {groupby!r} is not in obs (obs columns: {have})", source)
-    if min_group_size < 1:
-        raise ConfigError(f"min_group_size must be >= 1, got {min_group_size}")
-
-    adata = _lean_copy(adata, source)
-    if values == "scaled":
-        if min_genes > 0 or min_cells > 0:
-            log.warning("%s: values: scaled, so the expression-based QC (min_genes, min_cells) is skipped", source)
-    else:
-        adata = qc_filter(adata, min_genes=min_genes, min_cells=min_cells, source=source)
-    if values == "counts":
-        adata = normalize_log(adata, target_sum=target_sum)
-        log.info("%s: normalize_total (target_sum=%s) + log1p", source, target_sum or "median")
-
-    if groupby is None:
-        labels = pd.Series(ALL_CELLS, index=adata.obs_names)
-        names = [ALL_CELLS]
-    else:
-        column = adata.obs[groupby]
-        unlabelled = int(column.isna().sum())
-        if unlabelled:
-            log.warning("%s: %d cell(s) have no %r label and are left out", source, unlabelled, groupby)
-        labels = column.astype(object).where(column.notna(), None)
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            present = set(labels.dropna())
-            names = [str(c) for c in column.cat.categories if c in present]
-        else:
-            names = sorted({str(v) for v in labels.dropna()})
-        labels = labels.map(lambda v: None if v is None else str(v))
+    _check_arguments(adata, values=values, groupby=groupby, min_group_size=min_group_size, source=source)
+    adata = _qc_and_normalise(
+        _lean_copy(adata, source),
+        values=values,
+        min_genes=min_genes,
+        min_cells=min_cells,
+        target_sum=target_sum,
+        source=source,
+    )
+    labels, names = _group_labels(adata, groupby, source)
     slugs = group_slugs(names)
     has_truth = truth_key in adata.varp
     params = {
@@ -247,45 +225,112 @@ def preprocess(
     groups: list[Group] = []
     rows = []
     for name in names:
-        slug = slugs[name]
-        cells = (labels == name).to_numpy()
-        n_cells = int(cells.sum())
-        row = {"group": name, "slug": slug, "n_cells": n_cells, "n_genes": adata.n_vars, "has_truth": has_truth}
-        if n_cells < min_group_size:
-            reason = f"{n_cells} cells < min_group_size {min_group_size}"
-            log.warning("%s: group %r skipped: %s", source, name, reason)
-            rows.append({**row, "status": "skipped", "reason": reason})
-            continue
-        sub = adata[cells].copy()
-        sub, dropped = drop_constant_genes(sub, source=f"{source} [{name}]")
-        if sub.n_vars < 2:
-            reason = f"{sub.n_vars} gene(s) vary within the group (need >= 2)"
-            log.warning("%s: group %r skipped: %s", source, name, reason)
-            rows.append({**row, "n_genes": sub.n_vars, "status": "skipped", "reason": reason})
-            continue
-        if scale_values:
-            sub = scale(sub, max_value=max_value)
-        sub.uns["gene_dag_preprocess"] = {
-            **params,
-            "group": name,
-            "slug": slug,
-            "n_constant_genes_dropped": len(dropped),
-        }
-        log.info("%s: group %r (%s): %d cells x %d genes", source, name, slug, sub.n_obs, sub.n_vars)
-        groups.append(Group(name, slug, sub))
-        rows.append({**row, "n_genes": sub.n_vars, "status": "kept", "reason": ""})
+        group, row = _one_group(
+            adata,
+            (labels == name).to_numpy(),
+            Group(name, slugs[name], None),
+            params=params,
+            has_truth=has_truth,
+            min_group_size=min_group_size,
+            scale_values=scale_values,
+            max_value=max_value,
+            source=source,
+        )
+        rows.append(row)
+        if group is not None:
+            groups.append(group)
 
-    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    _check_groups_left(names, rows, groupby=groupby, source=source)
+    return groups, pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+
+
+def _check_groups_left(names: list[str], rows: list[dict], *, groupby: str | None, source: str) -> None:
+    """Raise InputError when no cell has a label or every group was skipped (each with its reason)."""
     if not names:
         raise InputError(f"no cell has a {groupby!r} label, so there is no group to learn a network on", source)
-    if not groups:
+    if not any(r["status"] == "kept" for r in rows):
         detail = "; ".join(f"{r['group']}: {r['reason']}" for r in rows)
         raise InputError(f"no group is left to learn a network on ({detail})", source)
-    return groups, manifest
+
+
+def _check_arguments(adata, *, values: str, groupby: str | None, min_group_size: int, source: str) -> None:
+    """Raise InputError or ConfigError for values the data do not hold, or options out of range."""
+    check_values(adata, values, source)
+    if groupby is not None and groupby not in adata.obs.columns:
+        have = ", ".join(map(str, adata.obs.columns[:20])) or "none"
+        raise InputError(f"groupby column {groupby!r} is not in obs (obs columns: {have})", source)
+    if min_group_size < 1:
+        raise ConfigError(f"min_group_size must be >= 1, got {min_group_size}")
+
+
+def _qc_and_normalise(adata, *, values: str, min_genes: int, min_cells: int, target_sum: float | None, source: str):
+    """Cell and gene QC (not on scaled values), then normalise and log-transform counts."""
+    if values == "scaled":
+        if min_genes > 0 or min_cells > 0:
+            log.warning("%s: values: scaled, so the expression-based QC (min_genes, min_cells) is skipped", source)
+    else:
+        adata = qc_filter(adata, min_genes=min_genes, min_cells=min_cells, source=source)
+    if values == "counts":
+        adata = normalize_log(adata, target_sum=target_sum)
+        log.info("%s: normalize_total (target_sum=%s) + log1p", source, target_sum or "median")
+    return adata
+
+
+def _group_labels(adata, groupby: str | None, source: str) -> tuple[pd.Series, list[str]]:
+    """Each cell's group name (None when unlabelled) and the group names in order.
+
+    The order is that of the categories for a categorical column, else sorted.
+    """
+    if groupby is None:
+        return pd.Series(ALL_CELLS, index=adata.obs_names), [ALL_CELLS]
+    column = adata.obs[groupby]
+    unlabelled = int(column.isna().sum())
+    if unlabelled:
+        log.warning("%s: %d cell(s) have no %r label and are left out", source, unlabelled, groupby)
+    labels = column.astype(object).where(column.notna(), None)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        present = set(labels.dropna())
+        names = [str(c) for c in column.cat.categories if c in present]
+    else:
+        names = sorted({str(v) for v in labels.dropna()})
+    return labels.map(lambda v: None if v is None else str(v)), names
+
+
+def _one_group(
+    adata,
+    cells: np.ndarray,
+    group: Group,
+    *,
+    params: dict,
+    has_truth: bool,
+    min_group_size: int,
+    scale_values: bool,
+    max_value: float | None,
+    source: str,
+) -> tuple[Group | None, dict]:
+    """Make the group's cells a Group (None when skipped) and its manifest row."""
+    name, slug = group.name, group.slug
+    n_cells = int(cells.sum())
+    row = {"group": name, "slug": slug, "n_cells": n_cells, "n_genes": adata.n_vars, "has_truth": has_truth}
+    if n_cells < min_group_size:
+        reason = f"{n_cells} cells < min_group_size {min_group_size}"
+        log.warning("%s: group %r skipped: %s", source, name, reason)
+        return None, {**row, "status": "skipped", "reason": reason}
+    sub = adata[cells].copy()
+    sub, dropped = drop_constant_genes(sub, source=f"{source} [{name}]")
+    if sub.n_vars < 2:
+        reason = f"{sub.n_vars} gene(s) vary within the group (need >= 2)"
+        log.warning("%s: group %r skipped: %s", source, name, reason)
+        return None, {**row, "n_genes": sub.n_vars, "status": "skipped", "reason": reason}
+    if scale_values:
+        sub = scale(sub, max_value=max_value)
+    sub.uns["gene_dag_preprocess"] = {**params, "group": name, "slug": slug, "n_constant_genes_dropped": len(dropped)}
+    log.info("%s: group %r (%s): %d cells x %d genes", source, name, slug, sub.n_obs, sub.n_vars)
+    return Group(name, slug, sub), {**row, "n_genes": sub.n_vars, "status": "kept", "reason": ""}
 
 
 def _lean_copy(adata, source: str = "data"):
-    """A copy without what preprocessing invalidates or never uses (raw, obsp, most of uns)."""
+    """Copy ``adata`` without what preprocessing invalidates or never uses (raw, obsp, most of uns)."""
     import anndata
 
     X = adata.X
@@ -307,7 +352,7 @@ def _lean_copy(adata, source: str = "data"):
 
 
 def read_manifest(path) -> pd.DataFrame:
-    """The groups manifest written by ``gene-dag preprocess`` (TSV, one row per group)."""
+    """Read the groups manifest written by ``gene-dag preprocess`` (TSV, one row per group)."""
     table = pd.read_csv(path, sep="\t", dtype={"group": str, "slug": str, "reason": str}, keep_default_na=False)
     missing = set(MANIFEST_COLUMNS) - set(table.columns)
     if missing:

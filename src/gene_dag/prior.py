@@ -130,7 +130,7 @@ def check_contradictions(
     lines = lines if lines is not None else list(range(1, len(table) + 1))
     explicit = explicit if explicit is not None else [w != 1.0 for w in table["weight"]]
     seen: dict[tuple[str, str], dict] = {}
-    rows = zip(table["source"], table["target"], table["type"], table["weight"], lines, explicit)
+    rows = zip(table["source"], table["target"], table["type"], table["weight"], lines, explicit, strict=True)
     for src, dst, kind, weight, line, has_weight in rows:
         edge = f"edge {src} -> {dst}"
         if kind == "forbidden" and has_weight and weight != 1.0:
@@ -184,10 +184,12 @@ class EdgeMask:
 
     @property
     def n_genes(self) -> int:
+        """Number of genes (columns of the mask)."""
         return len(self.genes)
 
     @property
     def n_regulators(self) -> int:
+        """Number of regulators (rows of the mask)."""
         return len(self.regulators)
 
     def allowed_block(self, columns: np.ndarray | slice | None = None) -> np.ndarray:
@@ -203,7 +205,7 @@ class EdgeMask:
         return allowed
 
     def n_allowed(self) -> int:
-        """Number of allowed edges (self-loops and forbidden edges excluded)."""
+        """Count the allowed edges (self-loops and forbidden edges excluded)."""
         self_loops = self.n_regulators  # every regulator is also a column
         return self.n_regulators * self.n_genes - self_loops - self.forbidden.nnz
 
@@ -222,7 +224,70 @@ class EdgeMask:
         return dense
 
     def regulator_names(self) -> np.ndarray:
+        """Return the regulators' gene names, in row order."""
         return self.genes[self.regulators]
+
+
+def _regulator_rows(regulators: list[str], index: dict[str, int], source: str) -> tuple[np.ndarray, list[str]]:
+    """Return the sorted gene indices of the regulators in the data, and the names not in it (reported)."""
+    unknown = [g for g in regulators if g not in index]
+    if regulators and len(unknown) == len(regulators):
+        raise InputError(
+            f"none of the {len(regulators)} regulators is a gene of the data "
+            f"(first: {', '.join(unknown[:5])}); wrong gene identifiers?",
+            source,
+        )
+    _report_unknown("regulator(s)", unknown, source)
+    return np.array(sorted({index[g] for g in regulators if g in index}), dtype=np.int64), unknown
+
+
+def _known_edges(edge_prior: pd.DataFrame | None, index: dict[str, int], source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Return the checked rows of the edge prior whose two genes are in the data, and the genes not in it."""
+    if edge_prior is None:
+        edge_prior = pd.DataFrame({"source": [], "target": [], "type": [], "weight": []})
+    table = edge_prior.astype({"source": str, "target": str, "type": str, "weight": float})
+    check_contradictions(table, source)
+    known = table["source"].isin(index) & table["target"].isin(index)
+    if len(table) and not (table["source"].isin(index) | table["target"].isin(index)).any():
+        raise InputError(
+            f"no gene named by the edge prior ({len(table)} rows) is a gene of the data; wrong gene identifiers?",
+            source,
+        )
+    unknown_genes = sorted((set(table["source"]) | set(table["target"])) - set(index))
+    _report_unknown("gene(s) named by the edge prior", unknown_genes, source)
+    return table[known], unknown_genes
+
+
+def _edge_matrices(
+    table: pd.DataFrame, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
+) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    """Forbidden, required (boolean), sign (int8) and penalty-weight matrices of the prior's rows."""
+
+    def matrix(kind: str, values: np.ndarray) -> sp.csr_matrix:
+        sel = (table["type"] == kind).to_numpy() if kind else np.ones(len(table), dtype=bool)
+        m = sp.coo_matrix((values[sel], (rows[sel], cols[sel])), shape=shape).tocsr()
+        m.sum_duplicates()
+        return m
+
+    ones = np.ones(len(table))
+    forbidden = matrix("forbidden", ones)
+    required = matrix("required", ones)
+    sign = matrix("positive", ones) - matrix("negative", ones)
+    # one entry per edge: repeated rows agree (check_contradictions) and must not add up
+    weighted = ((table["weight"] != 1.0) & ~table.duplicated(["source", "target", "weight"])).to_numpy()
+    penalty = sp.coo_matrix(
+        (table["weight"].to_numpy(dtype=float)[weighted], (rows[weighted], cols[weighted])), shape=shape
+    ).tocsr()
+    sign.data = np.sign(sign.data)
+    sign.eliminate_zeros()
+    forbidden.data[:] = 1
+    required.data[:] = 1
+    return (
+        forbidden.astype(bool).tocsr(),
+        required.astype(bool).tocsr(),
+        sign.astype(np.int8).tocsr(),
+        penalty,
+    )
 
 
 def build_mask(
@@ -247,31 +312,8 @@ def build_mask(
     if regulators is None:
         reg_idx = np.arange(len(genes))
     else:
-        unknown = [g for g in regulators if g not in index]
-        if regulators and len(unknown) == len(regulators):
-            raise InputError(
-                f"none of the {len(regulators)} regulators is a gene of the data "
-                f"(first: {', '.join(unknown[:5])}); wrong gene identifiers?",
-                source,
-            )
-        _report_unknown("regulator(s)", unknown, source)
-        missing["regulators"] = unknown
-        reg_idx = np.array(sorted({index[g] for g in regulators if g in index}), dtype=np.int64)
-
-    if edge_prior is None:
-        edge_prior = pd.DataFrame({"source": [], "target": [], "type": [], "weight": []})
-    table = edge_prior.astype({"source": str, "target": str, "type": str, "weight": float})
-    check_contradictions(table, source)
-    known = table["source"].isin(index) & table["target"].isin(index)
-    if len(table) and not (table["source"].isin(index) | table["target"].isin(index)).any():
-        raise InputError(
-            f"no gene named by the edge prior ({len(table)} rows) is a gene of the data; wrong gene identifiers?",
-            source,
-        )
-    unknown_genes = sorted((set(table["source"]) | set(table["target"])) - set(index))
-    _report_unknown("gene(s) named by the edge prior", unknown_genes, source)
-    missing["edge_prior_genes"] = unknown_genes
-    table = table[known]
+        reg_idx, missing["regulators"] = _regulator_rows(regulators, index, source)
+    table, missing["edge_prior_genes"] = _known_edges(edge_prior, index, source)
 
     required_sources = {index[s] for s in table.loc[table["type"] == "required", "source"]}
     extra = sorted(required_sources - set(reg_idx.tolist()))
@@ -286,36 +328,7 @@ def build_mask(
         table = table[~from_nonreg]
     rows = table["source"].map(lambda s: row_of[index[s]]).to_numpy(dtype=np.int64)
     cols = table["target"].map(index).to_numpy(dtype=np.int64)
-    shape = (len(reg_idx), len(genes))
-
-    def matrix(kind: str, values: np.ndarray) -> sp.csr_matrix:
-        sel = (table["type"] == kind).to_numpy() if kind else np.ones(len(table), dtype=bool)
-        m = sp.coo_matrix((values[sel], (rows[sel], cols[sel])), shape=shape).tocsr()
-        m.sum_duplicates()
-        return m
-
-    ones = np.ones(len(table))
-    forbidden = matrix("forbidden", ones)
-    required = matrix("required", ones)
-    sign = matrix("positive", ones) - matrix("negative", ones)
-    # one entry per edge: repeated rows agree (check_contradictions) and must not add up
-    weighted = ((table["weight"] != 1.0) & ~table.duplicated(["source", "target", "weight"])).to_numpy()
-    penalty = sp.coo_matrix(
-        (table["weight"].to_numpy(dtype=float)[weighted], (rows[weighted], cols[weighted])), shape=shape
-    ).tocsr()
-    sign.data = np.sign(sign.data)
-    sign.eliminate_zeros()
-    forbidden.data[:] = 1
-    required.data[:] = 1
-    mask = EdgeMask(
-        genes,
-        reg_idx,
-        forbidden.astype(bool).tocsr(),
-        required.astype(bool).tocsr(),
-        sign.astype(np.int8).tocsr(),
-        penalty,
-        missing,
-    )
+    mask = EdgeMask(genes, reg_idx, *_edge_matrices(table, rows, cols, (len(reg_idx), len(genes))), missing)
     if len(reg_idx) == 0 or mask.n_allowed() <= 0:
         raise InputError("the prior allows no edge at all (no regulator in the data, or all edges forbidden)", source)
     _check_required_acyclic(mask, source)
@@ -323,7 +336,7 @@ def build_mask(
 
 
 def _check_required_acyclic(mask: EdgeMask, source: str) -> None:
-    """Required edges are kept whatever the data say, so they must not form a cycle."""
+    """Check that the required edges form no cycle: they are kept whatever the data say."""
     if mask.required.nnz == 0:
         return
     from gene_dag.graph import is_dag
@@ -348,7 +361,7 @@ def load_mask(
 
 
 def prior_report(mask: EdgeMask) -> dict:
-    """Counts for a report: regulators found, prior genes missing, constrained edges."""
+    """Count for a report: regulators found, prior genes missing, constrained edges."""
     return {
         "n_genes": mask.n_genes,
         "n_regulators": mask.n_regulators,

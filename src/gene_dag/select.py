@@ -79,6 +79,37 @@ def highly_variable(adata, n_top_genes: int, flavor: str = "seurat") -> np.ndarr
     return mask
 
 
+def _reasons(
+    adata, *, method: str, n_top_genes: int, flavor: str, gene_list: Iterable[str] | None, source: str
+) -> tuple[pd.Series, list[str]]:
+    """Why each gene is selected by ``method`` ("" when it is not), and the gene list's absent names."""
+    genes = adata.var_names
+    reason = pd.Series("", index=genes, dtype=object)
+    if method == "all":
+        reason[:] = "all"
+        return reason, []
+    if method == "hvg":
+        if n_top_genes < 1:
+            raise ConfigError(f"n_top_genes must be >= 1, got {n_top_genes}")
+        if n_top_genes >= adata.n_vars:
+            log.info("%s: n_top_genes %d >= %d genes: every gene is selected", source, n_top_genes, adata.n_vars)
+        reason[highly_variable(adata, n_top_genes, flavor)] = "hvg"
+        return reason, []
+    names = list(dict.fromkeys(gene_list or []))
+    if not names:
+        raise ConfigError("gene selection method 'list' needs a gene list")
+    missing_list = [g for g in names if g not in set(genes)]
+    if missing_list:
+        log.warning(
+            "%s: %d gene(s) of the gene list are not in the data (first: %s)",
+            source,
+            len(missing_list),
+            ", ".join(missing_list[:5]),
+        )
+    reason[genes.isin(names)] = "list"
+    return reason, missing_list
+
+
 def select_genes(
     adata,
     *,
@@ -99,30 +130,9 @@ def select_genes(
     if method not in METHODS:
         raise ConfigError(f"gene selection method must be one of {', '.join(METHODS)}, got {method!r}")
     genes = adata.var_names
-    reason = pd.Series("", index=genes, dtype=object)
-    missing_list: list[str] = []
-    if method == "all":
-        reason[:] = "all"
-    elif method == "hvg":
-        if n_top_genes < 1:
-            raise ConfigError(f"n_top_genes must be >= 1, got {n_top_genes}")
-        if n_top_genes >= adata.n_vars:
-            log.info("%s: n_top_genes %d >= %d genes: every gene is selected", source, n_top_genes, adata.n_vars)
-        reason[highly_variable(adata, n_top_genes, flavor)] = "hvg"
-    else:
-        names = list(dict.fromkeys(gene_list or []))
-        if not names:
-            raise ConfigError("gene selection method 'list' needs a gene list")
-        present = genes.isin(names)
-        missing_list = [g for g in names if g not in set(genes)]
-        if missing_list:
-            log.warning(
-                "%s: %d gene(s) of the gene list are not in the data (first: %s)",
-                source,
-                len(missing_list),
-                ", ".join(missing_list[:5]),
-            )
-        reason[present] = "list"
+    reason, missing_list = _reasons(
+        adata, method=method, n_top_genes=n_top_genes, flavor=flavor, gene_list=gene_list, source=source
+    )
 
     forced = list(dict.fromkeys(force or []))
     missing_forced = [g for g in forced if g not in set(genes)]

@@ -32,6 +32,7 @@ class Interrupted(BaseException):
 
     @property
     def signal_name(self) -> str:
+        """The signal's name, e.g. ``SIGTERM``."""
         return signal.Signals(self.signum).name
 
     @property

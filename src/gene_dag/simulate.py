@@ -30,14 +30,17 @@ _CELL_CHUNK = 1024
 def simulate_graph(
     d: int,
     graph_type: str = "er",
+    *,
     edges_per_node: float = 2.0,
     n_regulators: int | None = None,
     regulator_parents: float = 1.0,
     target_parents: float = 2.0,
     seed: SeedLike = 0,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Random DAG on ``d`` nodes: binary adjacency B (int8 CSR, row = cause, column = effect)
-    and a boolean ``is_regulator`` vector.
+    """Draw a random DAG on ``d`` nodes.
+
+    Returns a binary adjacency B (int8 CSR, row = cause, column = effect) and a boolean
+    ``is_regulator`` vector.
 
     - ``er``: Erdős–Rényi DAG with ``edges_per_node * d`` edges expected in all.
     - ``sf``: scale-free (Barabási–Albert): each new node receives edges from
@@ -162,6 +165,7 @@ def simulate_sem(
 def simulate_adata(
     d: int = 100,
     n: int = 1000,
+    *,
     graph_type: str = "er",
     edges_per_node: float = 2.0,
     n_regulators: int | None = None,
@@ -172,7 +176,7 @@ def simulate_adata(
     noise_type: str = "gaussian",
     seed: int = 0,
 ) -> anndata.AnnData:
-    """A simulated dataset as an AnnData that the pipeline and ``gene-dag evaluate`` read.
+    """Simulate a dataset as an AnnData that the pipeline and ``gene-dag evaluate`` read.
 
     ``X``: cells x genes float32; ``var_names`` ``G0000``...; ``varp["true_dag"]``: the
     weighted true adjacency (CSR, row = cause, column = effect); ``var["is_regulator"]``;
@@ -185,7 +189,13 @@ def simulate_adata(
     seed = int(seed)
     g_rng, w_rng, x_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     B, is_regulator = simulate_graph(
-        d, graph_type, edges_per_node, n_regulators, regulator_parents, target_parents, seed=g_rng
+        d,
+        graph_type,
+        edges_per_node=edges_per_node,
+        n_regulators=n_regulators,
+        regulator_parents=regulator_parents,
+        target_parents=target_parents,
+        seed=g_rng,
     )
     W = simulate_weights(B, w_range, seed=w_rng)
     X = simulate_sem(W, n, noise_scale=noise_scale, noise_type=noise_type, seed=x_rng)
@@ -228,8 +238,10 @@ def _positive_int(value: int, key: str) -> int:
 
 
 def _er_pairs(rng: np.random.Generator, d: int, expected_edges: float) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct pairs (i, j), i < j, each present independently with the probability that
-    gives ``expected_edges`` in expectation (capped at the complete DAG)."""
+    """Draw distinct pairs (i, j), i < j, each present independently.
+
+    The probability gives ``expected_edges`` in expectation (capped at the complete DAG).
+    """
     n_pairs = d * (d - 1) // 2
     if n_pairs == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -244,8 +256,11 @@ def _er_pairs(rng: np.random.Generator, d: int, expected_edges: float) -> tuple[
 
 
 def _barabasi_albert_pairs(rng: np.random.Generator, d: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Preferential attachment: node t receives edges from min(t, m) distinct earlier nodes,
-    drawn with probability proportional to their out-degree + 1."""
+    """Draw pairs by preferential attachment.
+
+    Node t receives edges from min(t, m) distinct earlier nodes, drawn with probability
+    proportional to their out-degree + 1.
+    """
     if m < 1 or d < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     pool = np.empty(d + m * d, dtype=np.int64)  # each node once, plus once per out-edge
@@ -269,8 +284,10 @@ def _barabasi_albert_pairs(rng: np.random.Generator, d: int, m: int) -> tuple[np
 
 
 def _distinct_per_group(rng: np.random.Generator, counts: np.ndarray, k: int) -> np.ndarray:
-    """For each group g, ``counts[g] <= k`` distinct values from range(k), uniformly, all
-    groups at once (Floyd's algorithm, vectorised over groups); concatenated by group."""
+    """Draw, for each group g, ``counts[g] <= k`` distinct values from range(k), uniformly.
+
+    All groups at once (Floyd's algorithm, vectorised over groups); concatenated by group.
+    """
     counts = np.asarray(counts, dtype=np.int64)
     width = int(counts.max(initial=0))
     chosen = np.full((counts.size, width), -1, dtype=np.int64)

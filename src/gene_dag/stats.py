@@ -99,6 +99,7 @@ class SufficientStats:
         return self.max_cell_share > SINGLE_CELL_VARIANCE_SHARE
 
     def __post_init__(self) -> None:
+        """Check that the arrays' shapes agree with the genes and regulators."""
         d, k = len(self.genes), len(self.regulators)
         if self.cov.shape != (k, d) or self.mean.shape != (d,) or self.std.shape != (d,):
             raise ValueError(
@@ -166,12 +167,12 @@ class SufficientStats:
 def compute_stats(
     data: Any,
     regulators: Sequence[str] | Sequence[int] | np.ndarray | None = None,
+    *,
     layer: str | None = None,
     scale: bool = False,
     memory_gb: float = 2.0,
     device: str = "cpu",
     progress: bool = True,
-    *,
     block_rows: int | None = None,
     dtype: type | np.dtype = np.float64,
 ) -> SufficientStats:
@@ -204,18 +205,13 @@ def compute_stats(
     """
     import torch
 
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' requested but torch sees no CUDA device")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float64, np.float32):
-        raise ConfigError(f"dtype must be float64 or float32, not {dtype}")
+    dev, dtype = _device_and_dtype(device, dtype)
     with _open(data, layer) as (matrix, genes, source):
         n, d = matrix.shape
         if n == 0 or d == 0:
             raise InputError(f"empty expression matrix: {n} cells x {d} genes", source)
         reg = _resolve_regulators(regulators, genes, source)
-        plan = _plan(matrix, len(reg), memory_gb, dev, dtype, block_rows)
+        plan = _plan(matrix, len(reg), memory_gb=memory_gb, dev=dev, dtype=dtype, block_rows=block_rows)
         log.info(
             "stats: %d cells x %d genes, %d regulators, %s blocks of %d rows on %s "
             "(torch threads %d, %d product thread(s))",
@@ -229,19 +225,12 @@ def compute_stats(
             plan.threads,
         )
         acc = _Accumulator(reg, d, dev, plan)
-        with _Progress(n, progress) as bar:
+        with _Progress(n, enabled=progress) as bar:
             for start, stop, block in io.iter_row_blocks(matrix, plan.rows):
                 io.check_finite_block(block, start, genes, source)
                 acc.add(block)
                 bar.update(stop - start)
-        mean, std, cov, zero, share = acc.finish(scale)
-    if zero.any():
-        names = genes[zero]
-        log.warning(
-            "%d gene(s) with zero variance (first few: %s): std kept at 0, covariance set to 0, left out of scaling",
-            len(names),
-            io.first_few(names),
-        )
+        mean, std, cov, zero, share = acc.finish(scale=scale)
     stats = SufficientStats(
         genes=genes,
         regulators=reg,
@@ -253,8 +242,34 @@ def compute_stats(
         zero_variance=zero,
         max_cell_share=share,
     )
+    _warn_degenerate(stats, source)
+    return stats
+
+
+def _device_and_dtype(device: str, dtype: type | np.dtype) -> tuple[Any, np.dtype]:
+    """Check and return the torch device (CUDA only when torch sees one) and the dtype of ``cov``."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' requested but torch sees no CUDA device")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ConfigError(f"dtype must be float64 or float32, not {dtype}")
+    return dev, dtype
+
+
+def _warn_degenerate(stats: SufficientStats, source: str | None) -> None:
+    """Warn about, naming them, the genes with zero variance and those whose variance one cell holds."""
+    if stats.zero_variance.any():
+        names = stats.genes[stats.zero_variance]
+        log.warning(
+            "%d gene(s) with zero variance (first few: %s): std kept at 0, covariance set to 0, left out of scaling",
+            len(names),
+            io.first_few(names),
+        )
     if stats.outlier_dominated.any():
-        names = genes[stats.outlier_dominated]
+        names = stats.genes[stats.outlier_dominated]
         log.warning(
             "%s%d gene(s) owe more than %d%% of their variance to a single cell (first few: %s): "
             "an outlier or a unit error? Their edges describe that cell",
@@ -263,7 +278,6 @@ def compute_stats(
             round(100 * SINGLE_CELL_VARIANCE_SHARE),
             io.first_few(names),
         )
-    return stats
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -363,7 +377,7 @@ def _is_sparse_source(matrix: Any) -> bool:
     return sp.issparse(matrix) or getattr(matrix, "format", None) == "csr"
 
 
-def _plan(matrix: Any, k: int, memory_gb: float, dev: Any, dtype: np.dtype, block_rows: int | None) -> _Plan:
+def _plan(matrix: Any, k: int, *, memory_gb: float, dev: Any, dtype: np.dtype, block_rows: int | None) -> _Plan:
     """Block rows and product layout from the memory budget (formula: module docstring)."""
     import torch
 
@@ -510,9 +524,12 @@ class _Accumulator:
         else:
             list(self.pool.map(chunk, starts))  # disjoint rows of self.cross: no race
 
-    def finish(self, scale: bool) -> tuple[np.ndarray, ...]:
-        """mean, std, cov (in place in the accumulator), zero-variance mask, largest one-cell
-        share of each gene's variance; numpy on the host."""
+    def finish(self, *, scale: bool) -> tuple[np.ndarray, ...]:
+        """Return the statistics as numpy arrays on the host.
+
+        mean, std, cov (in place in the accumulator), the zero-variance mask and the largest
+        one-cell share of each gene's variance.
+        """
         torch = self.torch
         if self.pool is not None:
             self.pool.shutdown()
@@ -544,7 +561,7 @@ class _Accumulator:
 
 
 def _native_float(a: np.ndarray) -> np.ndarray:
-    """``a`` itself if torch can wrap it (native float32/64), else a float64 copy."""
+    """Return ``a`` itself if torch can wrap it (native float32/64), else a float64 copy."""
     if a.dtype in (np.float32, np.float64) and a.dtype.isnative:
         return a
     return a.astype(np.float64)
@@ -553,7 +570,7 @@ def _native_float(a: np.ndarray) -> np.ndarray:
 class _Progress:
     """tqdm bar on a terminal; otherwise an INFO line every ~10% (Snakemake logs)."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, *, enabled: bool):
         self.total, self.enabled, self.done, self.next_log = total, enabled, 0, total / 10
         self.t0 = time.perf_counter()
         self.bar = None

@@ -88,8 +88,8 @@ def learn_dag(
         ``versions`` and ``run`` (``converged``, ``score``, ``final_h``, iterations,
         ``rounds_json``, ``wall_time_s``, ``total_wall_time_s``, ``n_edges``, ...).
     """
-    from gene_dag.solver.api import fit
     from gene_dag.graph import is_dag
+    from gene_dag.solver.api import fit
 
     adata = adata.copy() if copy else adata
     if layer == "raw" and (adata.raw is None or not adata.raw.var_names.equals(adata.var_names)):
@@ -121,7 +121,7 @@ def learn_dag(
 
 
 def network(adata: AnnData, key: str = "gene_dag") -> sp.csr_matrix:
-    """The network in ``adata.varp[key]`` as CSR float64 (InputError when absent or malformed)."""
+    """Return the network in ``adata.varp[key]`` as CSR float64 (InputError when absent or malformed)."""
     from gene_dag.export import network_matrix
 
     return network_matrix(adata, key, source="adata").astype(np.float64)
@@ -135,7 +135,7 @@ def gene_indices(adata: AnnData, genes: str | Sequence[str], what: str = "genes"
     if len(set(genes)) != len(genes):
         raise InputError(f"{what} repeat a name: {', '.join(genes)}")
     idx = adata.var_names.get_indexer(genes)
-    missing = [g for g, i in zip(genes, idx) if i < 0]
+    missing = [g for g, i in zip(genes, idx, strict=True) if i < 0]
     if missing:
         raise InputError(f"{len(missing)} of the {what} are not genes of the network: {', '.join(missing[:10])}")
     return idx.astype(np.int64)
@@ -232,6 +232,33 @@ def _column_means(X, cells: np.ndarray) -> np.ndarray:
     return np.asarray(sub.mean(axis=0), dtype=np.float64).ravel()
 
 
+def _knockout_target(value: float | Sequence[float] | None, fraction: float | None, *, n_genes: int):
+    """Return the level each of ``n_genes`` genes is set to (None with ``fraction``); ConfigError if invalid."""
+    if fraction is not None:
+        if not np.isfinite(fraction) or fraction < 0:
+            raise ConfigError(f"fraction must be a finite number >= 0, not {fraction!r}")
+        return None
+    if value is None:
+        raise ConfigError("give value or fraction")
+    target = (
+        np.broadcast_to(np.asarray(value, dtype=np.float64), (n_genes,))
+        if np.ndim(value) == 0
+        else np.asarray(value, dtype=np.float64)
+    )
+    if target.shape != (n_genes,) or not np.isfinite(target).all():
+        raise ConfigError(f"value must be one finite number or one per gene ({n_genes}), not {value!r}")
+    return target
+
+
+def _group_labels(adata: AnnData, groupby: str | None) -> pd.Categorical:
+    """Each cell's group: ``obs[groupby]`` as strings, or ``all``; InputError when the column is absent."""
+    if groupby is None:
+        return pd.Categorical(np.repeat("all", adata.n_obs))
+    if groupby not in adata.obs:
+        raise InputError(f"no obs column {groupby!r} (obs columns: {', '.join(map(str, adata.obs.columns)) or 'none'})")
+    return pd.Categorical(adata.obs[groupby].astype(str))
+
+
 def knockout(
     adata: AnnData,
     genes: str | Sequence[str],
@@ -294,28 +321,9 @@ def knockout(
     W = network(adata, key)
     idx = gene_indices(adata, genes)
     names = [str(adata.var_names[i]) for i in idx]
-    if fraction is not None:
-        if not np.isfinite(fraction) or fraction < 0:
-            raise ConfigError(f"fraction must be a finite number >= 0, not {fraction!r}")
-    else:
-        if value is None:
-            raise ConfigError("give value or fraction")
-        target = (
-            np.broadcast_to(np.asarray(value, dtype=np.float64), idx.shape)
-            if np.ndim(value) == 0
-            else np.asarray(value, dtype=np.float64)
-        )
-        if target.shape != idx.shape or not np.isfinite(target).all():
-            raise ConfigError(f"value must be one finite number or one per gene ({idx.size}), not {value!r}")
+    target = _knockout_target(value, fraction, n_genes=idx.size)
     X = _layer_matrix(adata, layer)
-    if groupby is None:
-        labels = pd.Categorical(np.repeat("all", adata.n_obs))
-    else:
-        if groupby not in adata.obs:
-            raise InputError(
-                f"no obs column {groupby!r} (obs columns: {', '.join(map(str, adata.obs.columns)) or 'none'})"
-            )
-        labels = pd.Categorical(adata.obs[groupby].astype(str))
+    labels = _group_labels(adata, groupby)
     groups = [g for g in labels.categories if (labels == g).any()]
     observed = np.column_stack([_column_means(X, np.flatnonzero(labels == g)) for g in groups])  # d x G
     x_s = observed[idx].T  # G x k

@@ -14,6 +14,7 @@ EFFECT_COLUMNS = ("intervened", "gene", "total_effect", "direct_effect", "n_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag effects`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "effects",
         help="total causal effects of raising genes by one unit (rows of (I - W)^-1)",
@@ -41,8 +42,8 @@ def add_network_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def read_network(path: Path, backed: bool = False):
-    """The AnnData of a network file; InputError when it is missing or unreadable."""
+def read_network(path: Path, *, backed: bool = False):
+    """Read the AnnData of a network file; InputError when it is missing or unreadable."""
     import anndata
 
     from gene_dag.errors import InputError
@@ -57,7 +58,7 @@ def read_network(path: Path, backed: bool = False):
 
 
 def chosen_genes(adata, args: argparse.Namespace) -> list[str]:
-    """The --genes present in the network; absent ones are an error, or a warning with --skip-missing."""
+    """Return the --genes present in the network; absent ones are an error, or a warning with --skip-missing."""
     from gene_dag.errors import InputError
 
     genes = [g.strip() for g in args.genes.split(",") if g.strip()]
@@ -72,6 +73,7 @@ def chosen_genes(adata, args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag effects`` with the parsed ``args``; return the exit status (0 on success)."""
     import numpy as np
     import pandas as pd
 
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         from gene_dag import pl
 
         fig, axes = plt.subplots(len(genes), 1, figsize=(6.5, len(genes) * (0.28 * args.n_top + 1.6)), squeeze=False)
-        for g, ax in zip(genes, axes[:, 0]):
+        for g, ax in zip(genes, axes[:, 0], strict=True):
             pl.effects(adata, g, key=args.key, n_top=args.n_top, ax=ax)
         fig.tight_layout()
         with io.atomic_write(args.plot) as tmp:

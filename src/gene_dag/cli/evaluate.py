@@ -18,6 +18,7 @@ _TABLE_ORDER = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag evaluate`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "evaluate",
         help="compare a learned network with a ground truth (SHD, TPR, FDR, AUPRC)",
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag evaluate`` with the parsed ``args``; return the exit status (0 on success)."""
     import pandas as pd
 
     from gene_dag.io import check_outputs
@@ -101,7 +103,7 @@ def _read_varp(path: Path, key: str):
 
 
 def _read_edge_tsv(path: Path):
-    """(sources, targets, weights or None) from a tab-separated edge list with a header."""
+    """Read (sources, targets, weights or None) from a tab-separated edge list with a header."""
     import io
 
     import pandas as pd

@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag export`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "export",
         help="write a learned network as .h5ad, edge table, GraphML and summary",
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag export`` with the parsed ``args``; return the exit status (0 on success)."""
     from gene_dag import io
     from gene_dag.errors import InputError
     from gene_dag.export import export_network

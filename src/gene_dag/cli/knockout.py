@@ -15,6 +15,7 @@ KNOCKOUT_COLUMNS = ("group", "gene", "observed", "predicted", "shift")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag knockout`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "knockout",
         help="predicted expression after setting genes to a value (knockout, knockdown, overexpression)",
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag knockout`` with the parsed ``args``; return the exit status (0 on success)."""
     import numpy as np
     import pandas as pd
 

@@ -26,6 +26,7 @@ METRICS = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag plot`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "plot",
         help="draw a network: layered network plot, degrees, convergence, top regulators",
@@ -61,6 +62,7 @@ def _facts(adata, key: str, metrics: dict | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag plot`` with the parsed ``args``; return the exit status (0 on success)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag preprocess`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "preprocess",
         help="QC filter, normalise (counts) and split an expression matrix by group",
@@ -56,10 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag preprocess`` with the parsed ``args``; return the exit status (0 on success)."""
     from gene_dag import io
-    from gene_dag.preprocess import preprocess
-
     from gene_dag.errors import InputError
+    from gene_dag.preprocess import preprocess
 
     # every output is checked before any work: a directory gene-dag did not write is never replaced
     io.check_output_dir(args.outdir, inputs=[args.input])

@@ -12,6 +12,7 @@ NO_LIST_HEADER = "# no regulator list configured: every gene may regulate\n"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag prior`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "prior",
         help="restrict the prior files to the selected genes and report found / missing genes",
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag prior`` with the parsed ``args``; return the exit status (0 on success)."""
     import pandas as pd
 
     from gene_dag import io

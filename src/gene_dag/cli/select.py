@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag select`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "select",
         help="select the genes a network is learned on",
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag select`` with the parsed ``args``; return the exit status (0 on success)."""
     from gene_dag import io
     from gene_dag.errors import ConfigError
     from gene_dag.prior import read_edge_prior, read_regulators

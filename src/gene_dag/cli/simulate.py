@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag simulate`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "simulate",
         help="simulate expression from a linear SEM on a random DAG",
@@ -74,10 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gene_dag.simulate import simulate_adata
-
+    """Run ``gene-dag simulate`` with the parsed ``args``; return the exit status (0 on success)."""
     from gene_dag import io
     from gene_dag.errors import ConfigError
+    from gene_dag.simulate import simulate_adata
 
     if args.w_range[0] > args.w_range[1]:
         raise ConfigError(f"--w-range {args.w_range[0]:g} {args.w_range[1]:g}: LO must be <= HI")

@@ -183,8 +183,11 @@ def test_the_readme_analysis_snippet_runs(tmp_path, monkeypatch, capsys):
 
     matplotlib.use("Agg")
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = text.split("<!-- snippet:analyse-network -->", 1)[1].split("<!-- /snippet:analyse-network -->", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    begin, end = "<!-- snippet:analyse-network -->", "<!-- /snippet:analyse-network -->"
+    assert begin in text and end in text, f"README.md lacks the {begin} ... {end} markers around the snippet"
+    match = re.search(r"```python\n(.*?)```", text.split(begin, 1)[1].split(end, 1)[0], re.S)
+    assert match, f"no ```python block between the {begin} markers"
+    code = match.group(1)
     (path,) = re.findall(r"""read_h5ad\(\s*["']([^"']+\.h5ad)["']""", code)
     W = np.zeros((5, 5))
     W[0, 2], W[0, 3], W[1, 3], W[3, 4] = 0.9, -0.6, 0.4, 0.7  # SPI1 -> LYZ, CD14; IRF8 -> CD14 -> S100A8

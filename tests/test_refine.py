@@ -28,12 +28,12 @@ def _run(V, allowed=None, required=None, sign=None):
         A,
         B,
         V * sigma[:, None],
-        np.full((d, d), 0.02) / sigma[:, None],
-        allowed,
-        required,
-        sign,
-        sigma,
-        np.arange(d),
+        pen=np.full((d, d), 0.02) / sigma[:, None],
+        allowed=allowed,
+        required=required,
+        sign=sign,
+        sigma=sigma,
+        core_rows=np.arange(d),
         w_threshold=0.3,
     )
 

@@ -24,10 +24,11 @@ import scipy.sparse as sp
 
 import gene_dag
 from gene_dag.errors import ConfigError
+from gene_dag.graph import is_dag
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
 from gene_dag.solver.api import fit
-from gene_dag.graph import is_dag
+from gene_dag.solver.settings import DEFAULTS
 from gene_dag.solver.postprocess import break_cycles, threshold_to_dag
 
 N_CELLS = 2000
@@ -44,7 +45,7 @@ CASES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dataset(name: str):
     return simulate_adata(n=N_CELLS, **CASES[name])
 
@@ -56,13 +57,15 @@ def true_regulators(name: str) -> list[str]:
 
 def edges(W: sp.spmatrix) -> set[tuple[int, int]]:
     coo = sp.coo_matrix(W)
-    return set(zip(coo.row[coo.data != 0].tolist(), coo.col[coo.data != 0].tolist()))
+    return set(zip(coo.row[coo.data != 0].tolist(), coo.col[coo.data != 0].tolist(), strict=True))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _solve(name: str, with_regulators: bool, settings: tuple) -> sp.csr_matrix:
     regs = true_regulators(name) if with_regulators else None
-    W = fit(dataset(name), regulators=regs, device="cpu", **dict(settings))
+    options = dict(settings)
+    tuning = {k: options.pop(k) for k in list(options) if k not in DEFAULTS}
+    W = fit(dataset(name), regulators=regs, device="cpu", tuning=tuning, **options)
     # every output of the solver, whatever the settings, must be a DAG
     assert is_dag(W), f"{name} {settings}: solver output has a cycle"
     return W
@@ -144,12 +147,12 @@ def test_unknown_or_bad_options_are_config_errors():
         fit(X, acyclicity="trace")
     with pytest.raises(ConfigError, match="lambda1"):
         fit(X, lambda1=-1.0)
-    with pytest.raises(ConfigError, match="inner must be"):
-        fit(X, inner="adam")
-    with pytest.raises(ConfigError, match="schedule must be"):
-        fit(X, schedule="annealing")
+    with pytest.raises(ConfigError, match="unknown solver option"):
+        fit(X, full_core_max=3)  # tuning is not a user option
+    with pytest.raises(ConfigError, match="unknown tuning option"):
+        fit(X, tuning={"inner": "adam"})
     with pytest.raises(ConfigError, match="path_s_final"):
-        fit(X, path_s_final=1.5)
+        fit(X, tuning={"path_s_final": 1.5})
 
 
 # -------------------------------------------------------------------------- equivalence
@@ -162,7 +165,7 @@ def test_unknown_or_bad_options_are_config_errors():
         ("tf20", False, {}),
         ("tf30", True, {}),  # core = the 6 regulators; targets solved by the lasso stage
         ("sf20", False, {}),
-        # full_core_max=0 forces the active-set path (lasso candidates, KKT rounds) that the
+        # full_core_max=0 forces the active-set path (lasso candidates, order refit) that the
         # default uses only for cycle cores above 1,024 genes. candidate_threshold is pinned:
         # the agreement depends on it (see the xfail cases and the module docstring).
         ("er10", False, {"full_core_max": 0, "candidate_threshold": 0.1}),

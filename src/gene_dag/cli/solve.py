@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 from gene_dag.cli._types import MAX_SEED, nonnegative_float, positive_float, seed
+from gene_dag.solver.settings import ACYCLICITY_CHOICES, DEFAULTS
 
 log = logging.getLogger("gene_dag.solve")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``gene-dag solve`` subcommand and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "solve",
         help="learn a DAG (NOTEARS family) from an expression .h5ad",
@@ -25,15 +27,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="use this layer instead of X ('raw' for .raw.X)")
     p.add_argument("--regulators", help="file with one regulator gene name per line")
     p.add_argument("--prior", help="TSV with source, target, type[, weight]")
-    p.add_argument("--lambda1", type=nonnegative_float, default=0.02, help="L1 penalty (default 0.02)")
-    p.add_argument("--w-threshold", type=nonnegative_float, default=0.3, help="|w| threshold (default 0.3)")
-    p.add_argument("--acyclicity", choices=["auto", "expm", "logdet", "spectral"], default="auto")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--memory-gb", type=positive_float, default=2.0, help="memory budget for blocks (default 2)")
-    p.add_argument("--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)")
+    p.add_argument(
+        "--lambda1", type=nonnegative_float, default=DEFAULTS["lambda1"], help=f"L1 penalty (default {DEFAULTS['lambda1']})"
+    )
+    p.add_argument(
+        "--w-threshold",
+        type=nonnegative_float,
+        default=DEFAULTS["w_threshold"],
+        help=f"|w| threshold (default {DEFAULTS['w_threshold']})",
+    )
+    p.add_argument(
+        "--acyclicity",
+        choices=ACYCLICITY_CHOICES,
+        default=DEFAULTS["acyclicity"],
+        help=f"acyclicity function (default {DEFAULTS['acyclicity']}: logdet)",
+    )
+    p.add_argument("--device", default=DEFAULTS["device"], help=f"auto, cpu or cuda (default {DEFAULTS['device']})")
+    p.add_argument(
+        "--memory-gb",
+        type=positive_float,
+        default=DEFAULTS["memory_gb"],
+        help=f"memory budget for blocks in GiB (default {DEFAULTS['memory_gb']:g})",
+    )
+    p.add_argument("--seed", type=seed, default=DEFAULTS["seed"], help=f"random seed, 0 to {MAX_SEED} (default 0)")
     p.add_argument("--checkpoint", help="directory for checkpoints; a rerun resumes from it")
     p.add_argument(
-        "--checkpoint-interval", type=nonnegative_float, default=60.0, help="seconds between checkpoints (default 60)"
+        "--checkpoint-interval",
+        type=nonnegative_float,
+        default=DEFAULTS["checkpoint_interval"],
+        help=f"seconds between checkpoints (default {DEFAULTS['checkpoint_interval']:g})",
     )
     p.add_argument(
         "--max-time",
@@ -44,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``gene-dag solve`` with the parsed ``args``; return the exit status (0 on success)."""
     from gene_dag import io
     from gene_dag.signals import Interrupted
     from gene_dag.solver.checkpoint import FILENAME
@@ -113,7 +136,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     from gene_dag import io
     from gene_dag.errors import ConfigError, InputError
     from gene_dag.solver.checkpoint import FILENAME
-    from gene_dag.solver.core import resolve_device
+    from gene_dag.solver.settings import resolve_device
 
     io.check_output_path(args.out, [args.input])
     if not str(args.out).lower().endswith(".h5ad"):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import math
 import platform
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from gene_dag.errors import ConfigError
 from gene_dag.prior import EdgeMask, build_mask, read_edge_prior, read_regulators
-from gene_dag.solver.core import SolverSettings, resolve_device, solve
+from gene_dag.solver.driver import solve
+from gene_dag.solver.settings import SolverSettings, resolve_device, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -30,41 +29,6 @@ class FitResult:
     genes: np.ndarray
     mask: EdgeMask
     info: dict
-
-
-def settings_from(**options: Any) -> SolverSettings:
-    """SolverSettings from keyword options; unknown names are a ConfigError."""
-    known = {f.name for f in fields(SolverSettings)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"unknown solver option(s): {', '.join(unknown)}")
-    s = SolverSettings(**options)
-    for name, value in asdict(s).items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, not {value}")
-        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 2**63 - 1:
-            raise ConfigError(f"{name} must be between 0 and 2**63 - 1, not {value}")
-    if s.max_time is not None and s.max_time < 0 or s.checkpoint_interval < 0:
-        raise ConfigError("max_time and checkpoint_interval must be >= 0")
-    if s.lambda1 < 0 or s.w_threshold < 0:
-        raise ConfigError("lambda1 and w_threshold must be >= 0")
-    if s.memory_gb <= 0:
-        raise ConfigError("memory_gb must be > 0")
-    if s.acyclicity not in ("auto", "expm", "logdet", "spectral"):
-        raise ConfigError(f"acyclicity must be auto, expm, logdet or spectral, not {s.acyclicity!r}")
-    if s.schedule not in ("path", "al"):
-        raise ConfigError(f"schedule must be path or al, not {s.schedule!r}")
-    if s.inner not in ("owlqn", "lbfgs", "prox"):
-        raise ConfigError(f"inner must be owlqn, lbfgs or prox, not {s.inner!r}")
-    if not 0 < s.path_s_final <= 1 or s.inner_max_iter < 1:
-        raise ConfigError("path_s_final must be in (0, 1] and inner_max_iter >= 1")
-    if s.device not in ("auto", "cpu", "cuda") and not s.device.startswith("cuda:"):
-        raise ConfigError(f"device must be auto, cpu or cuda, not {s.device!r}")
-    try:
-        resolve_device(s.device)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return s
 
 
 def _genes_of(data: Any, genes: list[str] | None) -> np.ndarray:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from gene_dag.prior import EdgeMask
+from gene_dag.solver.settings import SolverSettings, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +39,11 @@ class Checkpointer:
 
     @property
     def path(self) -> Path | None:
+        """The checkpoint file (None without a directory)."""
         return None if self.dir is None else self.dir / FILENAME
 
     def load(self, validate: Callable[[dict], str | None] | None = None) -> dict | None:
-        """The saved state for this problem, or None (a fresh start).
+        """Return the saved state for this problem, or None (a fresh start).
 
         An unreadable, empty or foreign file, or one ``validate`` rejects (it returns the
         reason, e.g. a wrong shape), is reported as a WARNING and ignored, never unpickled
@@ -59,7 +66,7 @@ class Checkpointer:
         log.info("resuming from checkpoint %s (stage %s)", self.path, state.get("stage"))
         return state
 
-    def save(self, state: dict, force: bool = False) -> None:
+    def save(self, state: dict, *, force: bool = False) -> None:
         """Write the state if ``interval`` seconds have passed (or ``force``)."""
         if self.dir is None:
             return
@@ -84,9 +91,28 @@ class Checkpointer:
 
 
 def snapshot(tensor: torch.Tensor) -> torch.Tensor:
-    """A CPU copy that later in-place updates of ``tensor`` cannot reach.
+    """Copy ``tensor`` to the CPU, out of reach of later in-place updates.
 
     Checkpointed state must describe one consistent moment: a view of the live weights
     would be saved half-updated if a signal arrives between two writes to them.
     """
     return tensor.detach().to("cpu", copy=True)
+
+
+def fingerprint(cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask, s: SolverSettings) -> str:
+    """Hash of data and settings, so a checkpoint only resumes the same problem.
+
+    The device enters as resolved (``auto`` on a CPU-only machine is ``cpu``): a run
+    started with ``--device auto`` resumes with ``--device cpu`` on the same machine.
+    """
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(cov_rows, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(variances, dtype=np.float64).tobytes())
+    h.update(np.asarray(mask.regulators).tobytes())
+    for m in (mask.forbidden, mask.required, mask.sign, mask.penalty):
+        coo = m.tocoo()
+        h.update(coo.row.tobytes() + coo.col.tobytes() + np.asarray(coo.data, dtype=np.float64).tobytes())
+    settings = {k: v for k, v in asdict(s).items() if k not in ("max_time", "checkpoint_interval")}
+    settings["device"] = str(resolve_device(s.device))
+    h.update(repr(sorted(settings.items())).encode())
+    return h.hexdigest()[:16]

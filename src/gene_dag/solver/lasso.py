@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from gene_dag.solver.proximal import prox_l1_masked
+from gene_dag.solver import score
+from gene_dag.solver.penalty import prox_l1_masked
+from gene_dag.solver.threads import threads_for
+
+if TYPE_CHECKING:
+    from gene_dag.solver.problem import Problem
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,8 @@ def lipschitz(A: torch.Tensor, iters: int = 100, seed: int = 0) -> float:
 
 @dataclass
 class LassoResult:
+    """Weights, iterations, whether every column converged, and the largest last step."""
+
     V: torch.Tensor
     iterations: int
     converged: bool
@@ -49,10 +59,10 @@ def batched_lasso(
     A: torch.Tensor,
     B: torch.Tensor,
     penalty: torch.Tensor,
+    *,
     allowed: torch.Tensor | None = None,
     sign: torch.Tensor | None = None,
     V0: torch.Tensor | None = None,
-    *,
     L: float | None = None,
     tol: torch.Tensor | float = 1e-4,
     max_iter: int = 5000,
@@ -66,8 +76,6 @@ def batched_lasso(
     Returns when every column has converged, at ``max_iter``, or past ``deadline``
     (a time.monotonic() value).
     """
-    import time
-
     k, c = B.shape
     L = L or lipschitz(A)
     V = torch.zeros_like(B) if V0 is None else V0.clone()
@@ -87,7 +95,7 @@ def batched_lasso(
     residual = torch.full((c,), math.inf, dtype=B.dtype, device=B.device)
     while it < max_iter and work.numel() > 0:
         it += 1
-        G = A @ Y - Bw
+        G = score.gradient(A, Bw, Y)
         Vn = prox_l1_masked(Y - G / L, Pw / L, Mw, Sw)
         # Gradient-based restart (O'Donoghue & Candès 2015) keeps FISTA monotone-ish.
         if float(((Y - Vn) * (Vn - Vw)).sum()) > 0:
@@ -113,3 +121,33 @@ def batched_lasso(
                 break
     V[:, work] = Vw
     return LassoResult(V, it, work.numel() == 0, float(residual.max()) if c else 0.0)
+
+
+def lasso_columns(
+    prob: Problem,
+    columns: np.ndarray,
+    allowed: np.ndarray,
+    V0: torch.Tensor,
+    *,
+    L: float | None = None,
+    deadline: float | None = None,
+) -> LassoResult:
+    """Solve the batched lasso of ``prob``'s target ``columns`` on the given ``allowed`` k × c block.
+
+    Every lasso of the solver (the independent columns, the support refit, the order
+    refit) is this call: penalties, signs and per-column tolerances come from ``prob``.
+    """
+    dev, f32 = prob.device, torch.float32
+    sign = prob.sign(columns)
+    with threads_for(2.0 * prob.k * prob.k * len(columns), dev):
+        return batched_lasso(
+            prob.A,
+            prob.B[:, columns],
+            torch.as_tensor(prob.penalty(columns), dtype=f32, device=dev),
+            allowed=torch.as_tensor(allowed, dtype=f32, device=dev),
+            sign=None if sign is None else torch.as_tensor(sign, dtype=f32, device=dev),
+            V0=V0,
+            L=L,
+            tol=torch.as_tensor(prob.s.tuning.lasso_tol * prob.target_scale[columns], dtype=f32, device=dev),
+            deadline=deadline,
+        )

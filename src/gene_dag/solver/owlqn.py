@@ -25,6 +25,8 @@ import torch
 
 @dataclass
 class OWLQNResult:
+    """The minimiser, the work done and why it stopped."""
+
     V: torch.Tensor
     evaluations: int
     iterations: int
@@ -56,9 +58,11 @@ class LBFGSMemory:
         self.slots: list[int] = []  # buffer rows, oldest first
 
     def clear(self) -> None:
+        """Forget every stored pair."""
         self.slots.clear()
 
     def push(self, s: torch.Tensor, y: torch.Tensor) -> None:
+        """Store the pair (s, y), dropping the oldest when the memory is full."""
         m = self.m
         k = len(self.slots) if len(self.slots) < m else self.slots.pop(0)
         self.Z[k], self.Z[m + k] = s, y
@@ -87,6 +91,14 @@ class LBFGSMemory:
         coef[idx] = p
         coef[m + idx] = -gamma * r
         return gamma * q + self.Z.T @ coef
+
+
+def _orthant(V: torch.Tensor, PG: torch.Tensor, sign: torch.Tensor | None) -> torch.Tensor:
+    """Return the orthant a step must stay in: sign(V), or -sign(pseudo-gradient) at 0, within the signs."""
+    orthant = torch.where(V != 0, torch.sign(V), -torch.sign(PG))
+    if sign is not None:
+        orthant = torch.where(sign != 0, orthant * (orthant == sign), orthant)
+    return orthant
 
 
 def minimize_owlqn(
@@ -119,7 +131,7 @@ def minimize_owlqn(
     mem = LBFGSMemory(V.numel(), memory, V.dtype, V.device)
     message = "iteration limit"
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         PG = pseudo_gradient(V, G, penalty, sign) * mask
         if float(PG.abs().max()) <= gtol:
             message = "pseudo-gradient below gtol"
@@ -130,9 +142,7 @@ def minimize_owlqn(
         if slope >= 0:  # the memory gave no descent: steepest descent, forget the history
             mem.clear()
             D, slope = -PG, -float((PG * PG).sum())
-        orthant = torch.where(V != 0, torch.sign(V), -torch.sign(PG))
-        if sign is not None:
-            orthant = torch.where(sign != 0, orthant * (orthant == sign), orthant)
+        orthant = _orthant(V, PG, sign)
         step = 1.0 if mem.slots else min(1.0, 1.0 / max(float(PG.abs().sum()), 1e-12))
         for _ in range(40):
             Vn = V + step * D

@@ -48,7 +48,7 @@ def break_cycles(W: sp.csr_matrix, protected: sp.spmatrix | None = None) -> tupl
     W = sp.csr_matrix(W, copy=True)
     W.setdiag(0)
     W.eliminate_zeros()
-    prot = set() if protected is None else set(zip(*sp.coo_matrix(protected).nonzero()))
+    prot = set() if protected is None else set(zip(*sp.coo_matrix(protected).nonzero(), strict=True))
     dropped = 0
     while True:
         labels = strong_components(W)
@@ -61,7 +61,7 @@ def break_cycles(W: sp.csr_matrix, protected: sp.spmatrix | None = None) -> tupl
         rows, cols, vals = coo.row[in_core], coo.col[in_core], coo.data[in_core]
         adj: dict[int, list[int]] = {}
         weight = {}
-        for r, c, v in zip(rows.tolist(), cols.tolist(), vals.tolist()):
+        for r, c, v in zip(rows.tolist(), cols.tolist(), vals.tolist(), strict=True):
             adj.setdefault(r, []).append(c)
             weight[(r, c)] = abs(v)
         for lab in cyclic:

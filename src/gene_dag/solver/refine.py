@@ -21,7 +21,7 @@ import numpy as np
 class _Columns:
     """Least-squares column fits on the Gram matrix, with the output threshold applied."""
 
-    def __init__(self, A, B, pen, sigma, required, sign, w_threshold):
+    def __init__(self, A, B, *, pen, sigma, required, sign, w_threshold):
         self.A, self.B, self.pen, self.sigma = A, B, pen, sigma
         self.required, self.sign, self.thr = required, sign, w_threshold
 
@@ -37,12 +37,12 @@ class _Columns:
                 return None
             weak = (np.abs(v) / self.sigma[idx] < self.thr) & ~self.required[idx, col]
             if weak.any():
-                pa = [p for p, w in zip(pa, weak) if not w]
+                pa = [p for p, w in zip(pa, weak, strict=True) if not w]
                 continue
             if self.sign is not None and (self.sign[idx, col] * v < 0).any():
                 return None
             value = 0.5 * v @ self.A[np.ix_(idx, idx)] @ v - b @ v + self.pen[idx, col] @ np.abs(v)
-            return float(value), dict(zip(pa, v.tolist()))
+            return float(value), dict(zip(pa, v.tolist(), strict=True))
         return 0.0, {}
 
 
@@ -50,6 +50,7 @@ def refine_reversals(
     A: np.ndarray,
     B: np.ndarray,
     V: np.ndarray,
+    *,
     pen: np.ndarray,
     allowed: np.ndarray,
     required: np.ndarray,
@@ -69,7 +70,7 @@ def refine_reversals(
     pos = {int(r): c for c, r in enumerate(core_rows)}  # core row -> its column
     strong = np.abs(V) / sigma[:, None] >= w_threshold
     parents = [set(np.flatnonzero(strong[:, c]).tolist()) for c in range(n_core)]
-    cols = _Columns(A, B, pen, sigma, required, sign, w_threshold)
+    cols = _Columns(A, B, pen=pen, sigma=sigma, required=required, sign=sign, w_threshold=w_threshold)
     fits: dict[int, tuple[float, dict[int, float]]] = {}
 
     def current(c: int) -> tuple[float, dict[int, float]]:
@@ -79,13 +80,10 @@ def refine_reversals(
 
     children = [set() for _ in range(n_core)]
     for c in range(n_core):
-        for r in parents[c]:
-            if r in pos:
-                children[pos[r]].add(c)
+        _link(children, pos, parents[c], c, add=True)
     changed: set[int] = set()
-    reversals = 0
-    sweeps = 0
-    for sweeps in range(1, max_sweeps + 1):
+    reversals = sweeps = 0
+    for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is reported after the loop
         improved = False
         for j in range(n_core):
             for r in sorted(parents[j]):
@@ -102,29 +100,37 @@ def refine_reversals(
                 if new_j[0] + new_i[0] >= current(j)[0] + current(i)[0] - 1e-12:
                     continue
                 for c, fit in ((j, new_j), (i, new_i)):
-                    for p in parents[c]:
-                        if p in pos:
-                            children[pos[p]].discard(c)
+                    _link(children, pos, parents[c], c, add=False)
                     parents[c] = set(fit[1])
                     fits[c] = fit
-                    for p in parents[c]:
-                        if p in pos:
-                            children[pos[p]].add(c)
+                    _link(children, pos, parents[c], c, add=True)
                 changed |= {i, j}
                 reversals += 1
                 improved = True
         if not improved:
             break
+    return _with_columns(V, {c: fits[c][1] for c in changed}), {"refine_reversals": reversals, "refine_sweeps": sweeps}
+
+
+def _with_columns(V: np.ndarray, columns: dict[int, dict[int, float]]) -> np.ndarray:
+    """Copy ``V`` with the given columns replaced by their new {row: weight} fits."""
     out = V.copy()
-    for c in changed:
+    for c, weights in columns.items():
         out[:, c] = 0.0
-        for r, v in fits[c][1].items():
+        for r, v in weights.items():
             out[r, c] = v
-    return out, {"refine_reversals": reversals, "refine_sweeps": sweeps}
+    return out
+
+
+def _link(children: list[set[int]], pos: dict[int, int], rows: set[int], c: int, *, add: bool) -> None:
+    """Add (or remove) column ``c`` as a child of every core gene among its parent ``rows``."""
+    for r in rows:
+        if r in pos:
+            (children[pos[r]].add if add else children[pos[r]].discard)(c)
 
 
 def _reaches(children: list[set[int]], src: int, dst: int, skip: tuple[int, int]) -> bool:
-    """Is there a directed path src -> dst other than the edge ``skip``?"""
+    """Tell whether a directed path src -> dst exists other than the edge ``skip``."""
     stack, seen = [src], {src}
     while stack:
         v = stack.pop()

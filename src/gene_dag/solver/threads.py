@@ -33,7 +33,7 @@ PARALLEL_GAIN = 0.75
 
 @contextmanager
 def single_thread() -> Iterator[None]:
-    """torch and every BLAS pool on one thread for the block."""
+    """Run the block with torch and every BLAS pool on one thread."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

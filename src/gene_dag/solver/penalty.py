@@ -1,4 +1,10 @@
-"""Proximal operator shared by every solver path: L1 shrinkage, edge mask, sign constraints."""
+"""The penalty term: weighted L1 with the prior's edge mask and sign constraints.
+
+    g(V) = Σ t_ij |v_ij|,   v_ij = 0 where the edge is not allowed,  sign(v_ij) fixed where signed.
+
+Its value and its proximal operator are used by every stage (the batched lasso, OWL-QN's
+orthant projection keeps the same constraints).
+"""
 
 from __future__ import annotations
 
@@ -22,3 +28,8 @@ def prox_l1_masked(
     if allowed is not None:
         V = V * allowed
     return V
+
+
+def l1_value(V: torch.Tensor, penalty: torch.Tensor | float) -> torch.Tensor:
+    """Σ t |V| over the last two axes (one value per matrix of a batch)."""
+    return (torch.as_tensor(penalty, dtype=V.dtype, device=V.device) * V.abs()).sum((-2, -1))

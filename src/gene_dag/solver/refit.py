@@ -1,0 +1,107 @@
+"""After the constrained stage: refit the weights of the core on what it found, then refine.
+
+* support refit (whole core): on the support the central path found, the problem is the
+  convex lasso again; re-solving it removes the shrinkage of the h/μ term.
+* order refit (active set): the causal order of the constrained components turns the
+  core into one more batched lasso (each gene may take parents only earlier in the order).
+* refinement (whole core): greedy single-edge reversals on the same score (refine.py).
+
+Required edges of the prior are in every support, every order and every DAG here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from gene_dag.graph import topological_order
+from gene_dag.solver.lasso import lasso_columns
+from gene_dag.solver.postprocess import threshold_to_dag
+from gene_dag.solver.refine import refine_reversals
+
+if TYPE_CHECKING:
+    from gene_dag.solver.driver import Core, Run
+    from gene_dag.solver.problem import Problem
+
+log = logging.getLogger(__name__)
+
+
+def core_dag(prob: Problem, V: torch.Tensor, core_rows: np.ndarray) -> sp.csr_matrix:
+    """Return the thresholded DAG among core genes (by core position, original units).
+
+    Required edges are included, and any cycle is broken the way the final output breaks it.
+    """
+    cols = torch.as_tensor(prob.R[core_rows], device=V.device)
+    Wc = V[core_rows][:, cols].cpu().numpy() / prob.sigma[core_rows][:, None]
+    thr = prob.s.w_threshold
+    required = prob.required(prob.R[core_rows])[core_rows]
+    # a required edge belongs to the structure even where its weight is still 0
+    Wc = np.where(required & (Wc == 0), thr, Wc)
+    strong = np.where((np.abs(Wc) >= thr) | required, Wc, 0.0)
+    dag, _ = threshold_to_dag(sp.csr_matrix(strong), thr, sp.csr_matrix(required))
+    return dag
+
+
+def support_refit(run: Run, core: Core) -> None:
+    """Re-estimate the core weights on the support the constrained solve found."""
+    prob, V = run.prob, run.V
+    Wc = V[:, core.universe].cpu().numpy() / prob.sigma[:, None]
+    support = (core.allowed & (np.abs(Wc) >= prob.s.tuning.support_refit_threshold)) | core.required
+    sup = torch.as_tensor(support, dtype=torch.float32, device=prob.device)
+    res = lasso_columns(prob, core.universe, support, V[:, core.universe] * sup, deadline=run.deadline)
+    V[:, core.universe] = res.V
+    run.info.update(refit_iterations=res.iterations, refit_converged=res.converged)
+
+
+def order_refit(run: Run, core: Core) -> None:
+    """Refit the core columns given the causal order the constrained solve found.
+
+    The thresholded DAG among core genes fixes a topological order (ties broken by
+    increasing variance, the order raw-scale SEMs tend to follow). Given an order, the
+    DAG constraint is a mask: each gene may have parents only earlier in the order, and
+    the problem is the convex batched lasso again. Edges the constrained solve missed
+    come back, weights are re-estimated without the h penalty's shrinkage.
+    """
+    prob, V = run.prob, run.V
+    n_core = core.rows.size
+    core_cols = prob.R[core.rows]
+    rank = np.empty(n_core, dtype=np.int64)
+    rank[topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows])] = np.arange(n_core)
+    allowed = prob.allowed(core_cols)
+    # required edges are in the DAG the order comes from, so the order keeps them
+    allowed[core.rows, :] &= rank[:, None] < rank[None, :]
+    start = V[:, core_cols] * torch.as_tensor(allowed, dtype=torch.float32, device=prob.device)
+    res = lasso_columns(prob, core_cols, allowed, start, deadline=run.deadline)
+    V[:, core_cols] = res.V
+    run.info.update(refit_iterations=res.iterations, refit_converged=res.converged)
+
+
+def refine_core(run: Run, core: Core) -> None:
+    """Greedy edge reversals on the whole-core solution (refine.py), in place.
+
+    Only the rows that can matter travel to the CPU: the core genes and every regulator
+    with an edge above the threshold into the core.
+    """
+    prob, V, n = run.prob, run.V, core.rows.size
+    thr = prob.s.w_threshold
+    cols_t = torch.as_tensor(core.universe[:n], device=V.device)
+    Vc = V[:, cols_t].cpu().numpy().astype(np.float64)
+    # start from a DAG: cut what the final thresholding would cut anyway
+    strong = np.abs(Vc[core.rows]) / prob.sigma[core.rows][:, None] >= thr
+    Vc[core.rows] = np.where(strong & (core_dag(prob, V, core.rows).toarray() == 0), 0.0, Vc[core.rows])
+    rows = np.union1d(core.rows, np.flatnonzero((np.abs(Vc) / prob.sigma[:, None] >= thr).any(axis=1)))
+    rt = torch.as_tensor(rows, device=V.device)
+    A = prob.A[rt[:, None], rt[None, :]].double().cpu().numpy()
+    B = prob.B[rt[:, None], cols_t[None, :]].double().cpu().numpy()
+    sign = None if core.sign is None else core.sign[rows][:, :n]
+    Vn, summary = refine_reversals(A, B, Vc[rows], pen=core.pen[rows][:, :n], allowed=core.allowed[rows][:, :n],
+                                   required=core.required[rows][:, :n], sign=sign, sigma=prob.sigma[rows],
+                                   core_rows=np.searchsorted(rows, core.rows), w_threshold=thr)
+    Vc[rows] = Vn
+    V[:, cols_t] = torch.as_tensor(Vc, dtype=V.dtype, device=V.device)
+    run.info.update(summary)
+    log.info("refine: %d edge reversal(s) in %d sweep(s)", summary["refine_reversals"], summary["refine_sweeps"])

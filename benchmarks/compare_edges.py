@@ -59,8 +59,7 @@ def _sem_cases() -> dict:
                 start = time.perf_counter()
                 W = fit(X, device="cpu")
                 name = f"{graph}{d}_seed{seed}"
-                out[name] = {"edges": _edge_list(W, [f"G{i}" for i in range(d)]),
-                             "time_s": time.perf_counter() - start}
+                out[name] = {"edges": _edge_list(W, [f"G{i}" for i in range(d)]), "time_s": time.perf_counter() - start}
                 print(f"{name}: {len(out[name]['edges'])} edges, {out[name]['time_s']:.2f} s", flush=True)
     return out
 
@@ -87,8 +86,21 @@ def _workflow_case() -> dict:
             shutil.copytree(REPO / name, work / name)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         start = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory",
-                        str(work), "--cores", "2", "-q"], cwd=work, env=env, check=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "snakemake"),
+                "-s",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(work),
+                "--cores",
+                "2",
+                "-q",
+            ],
+            cwd=work,
+            env=env,
+            check=True,
+        )
         elapsed = time.perf_counter() - start
         out = {}
         for path in sorted(work.glob("results/*/groups/*/edges.tsv")):
@@ -116,12 +128,16 @@ def compare(args: argparse.Namespace) -> int:
     before = json.loads(args.before.read_text())
     after = json.loads(args.after.read_text())
     differ = 0
-    print("| case | edges before | edges after | same edge set | max weight change | time before (s) | time after (s) |")
+    print(
+        "| case | edges before | edges after | same edge set | max weight change | time before (s) | time after (s) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in sorted(set(before) | set(after)):
         if name not in before or name not in after:
-            print(f"| {name} | {'-' if name not in before else len(before[name]['edges'])} | "
-                  f"{'-' if name not in after else len(after[name]['edges'])} | only in one file | | | |")
+            print(
+                f"| {name} | {'-' if name not in before else len(before[name]['edges'])} | "
+                f"{'-' if name not in after else len(after[name]['edges'])} | only in one file | | | |"
+            )
             differ += 1
             continue
         a = {(s, t): w for s, t, w in before[name]["edges"]}
@@ -130,8 +146,10 @@ def compare(args: argparse.Namespace) -> int:
         change = max((abs(a[e] - b[e]) for e in a.keys() & b.keys()), default=0.0)
         differ += not same
         detail = "yes" if same else f"no ({len(a.keys() - b.keys())} lost, {len(b.keys() - a.keys())} new)"
-        print(f"| {name} | {len(a)} | {len(b)} | {detail} | {change:.2e} | {before[name]['time_s']:.2f} | "
-              f"{after[name]['time_s']:.2f} |")
+        print(
+            f"| {name} | {len(a)} | {len(b)} | {detail} | {change:.2e} | {before[name]['time_s']:.2f} | "
+            f"{after[name]['time_s']:.2f} |"
+        )
     print(f"\n{differ} case(s) differ")
     return 1 if differ else 0
 

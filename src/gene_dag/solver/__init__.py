@@ -14,8 +14,13 @@ if TYPE_CHECKING:
     from gene_dag.solver.settings import SolverSettings, Tuning, resolve_device
 
 __all__ = ["SolveResult", "SolverSettings", "Tuning", "resolve_device", "solve"]
-_HOMES = {"SolveResult": "driver", "solve": "driver", "SolverSettings": "settings", "Tuning": "settings",
-          "resolve_device": "settings"}
+_HOMES = {
+    "SolveResult": "driver",
+    "solve": "driver",
+    "SolverSettings": "settings",
+    "Tuning": "settings",
+    "resolve_device": "settings",
+}
 
 
 def __getattr__(name: str) -> Any:

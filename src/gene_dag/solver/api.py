@@ -70,14 +70,25 @@ def fit(
     if isinstance(prior, (str, Path)):
         prior = read_edge_prior(prior)
     mask = build_mask(gene_names, regulators, prior, source=sources)
-    stats = compute_stats(data, regulators=mask.regulators, layer=layer, memory_gb=settings.memory_gb,
-                          device=str(resolve_device(settings.device)), progress=False)
+    stats = compute_stats(
+        data,
+        regulators=mask.regulators,
+        layer=layer,
+        memory_gb=settings.memory_gb,
+        device=str(resolve_device(settings.device)),
+        progress=False,
+    )
     variances = np.where(stats.zero_variance, 0.0, stats.std.astype(np.float64) ** 2)
     result = solve(np.asarray(stats.cov, dtype=np.float64), variances, mask, settings, checkpoint)
     adjacency = result.W.astype(np.float32)
     outliers = gene_names[stats.outlier_dominated]
-    info = {**result.info, "n_cells": int(stats.n), "n_zero_variance_genes": int(stats.zero_variance.sum()),
-            "n_outlier_dominated_genes": int(outliers.size), "outlier_dominated_genes": outliers[:100].tolist()}
+    info = {
+        **result.info,
+        "n_cells": int(stats.n),
+        "n_zero_variance_genes": int(stats.zero_variance.sum()),
+        "n_outlier_dominated_genes": int(outliers.size),
+        "outlier_dominated_genes": outliers[:100].tolist(),
+    }
     info.update(_degenerate_flags(stats, mask, adjacency, settings))
     if not return_result:
         return adjacency
@@ -94,15 +105,25 @@ def _degenerate_flags(stats, mask: EdgeMask, adjacency: sp.csr_matrix, settings:
         "constant_regulators": constant[:100].tolist(),
     }
     if flags["empty_network"]:
-        log.warning("the network is empty: no edge reached |w| >= w_threshold = %g with lambda1 = %g; both are "
-                    "in the units of the data, so lower them for data of small variance", settings.w_threshold,
-                    settings.lambda1)
+        log.warning(
+            "the network is empty: no edge reached |w| >= w_threshold = %g with lambda1 = %g; both are "
+            "in the units of the data, so lower them for data of small variance",
+            settings.w_threshold,
+            settings.lambda1,
+        )
     if flags["fewer_cells_than_genes"]:
-        log.warning("%d cells for %d genes: fewer cells than genes, so the covariance is singular and the "
-                    "network rests on the L1 penalty alone", stats.n, mask.n_genes)
+        log.warning(
+            "%d cells for %d genes: fewer cells than genes, so the covariance is singular and the "
+            "network rests on the L1 penalty alone",
+            stats.n,
+            mask.n_genes,
+        )
     if constant.size:
-        log.warning("%d regulator(s) are constant in these cells and can have no targets (first few: %s)",
-                    constant.size, ", ".join(map(str, constant[:5])))
+        log.warning(
+            "%d regulator(s) are constant in these cells and can have no targets (first few: %s)",
+            constant.size,
+            ", ".join(map(str, constant[:5])),
+        )
     return flags
 
 

@@ -172,8 +172,16 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: PathSettings) -> PathResu
         evaluations += its
         h, _ = obj.h(V, need_grad=False)
         history.append({"stage": stage, "mu": mu, "max_h": float(h.max()), "evals": its})
-        log.info("central path stage %d/%d (mu %.0e, s %.2g): %d evaluations, max h %.3g, %d nonzero weights",
-                 stage + 1, len(MU_PATH), mu, sv, its, float(h.max()), int((V != 0).sum()))
+        log.info(
+            "central path stage %d/%d (mu %.0e, s %.2g): %d evaluations, max h %.3g, %d nonzero weights",
+            stage + 1,
+            len(MU_PATH),
+            mu,
+            sv,
+            its,
+            float(h.max()),
+            int((V != 0).sum()),
+        )
         if s.on_stage is not None:
             s.on_stage(stage + 1, V)
         if s.deadline is not None and time.monotonic() > s.deadline:

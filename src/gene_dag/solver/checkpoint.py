@@ -54,7 +54,9 @@ class Checkpointer:
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - truncated, empty, not a torch file, pickled code ...
-            log.warning("checkpoint %s cannot be read (%s); starting fresh", self.path, " ".join(str(exc).split())[:200])
+            log.warning(
+                "checkpoint %s cannot be read (%s); starting fresh", self.path, " ".join(str(exc).split())[:200]
+            )
             return None
         if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             log.warning("checkpoint %s belongs to another problem or settings; starting fresh", self.path)

@@ -91,8 +91,13 @@ class _Padding:
         P = max(len(c.rows) for c in bucket)
         C = max(len(c.cols) for c in bucket)
         Q = max(c.q for c in bucket)
-        pad = cls(np.zeros((nb, P), np.int64), np.zeros((nb, C), np.int64), np.zeros((nb, P), bool),
-                  np.zeros((nb, C), bool), np.zeros((nb, Q), bool))
+        pad = cls(
+            np.zeros((nb, P), np.int64),
+            np.zeros((nb, C), np.int64),
+            np.zeros((nb, P), bool),
+            np.zeros((nb, C), bool),
+            np.zeros((nb, Q), bool),
+        )
         for b, comp in enumerate(bucket):
             pad.rows[b, : len(comp.rows)], pad.rvalid[b, : len(comp.rows)] = comp.rows, True
             pad.cols[b, : len(comp.cols)], pad.cvalid[b, : len(comp.cols)] = comp.cols, True
@@ -154,9 +159,15 @@ def solve_bucket(run: Run, core: Core, active: np.ndarray, bucket: list[Componen
     def on_stage(stage: int, Vb: torch.Tensor) -> None:
         run.save(path_bucket=index, path_stage=stage, path_V=snapshot(Vb))
 
-    settings = PathSettings(acyclicity=core.acyclicity, max_inner=t.inner_max_iter, ftol=t.inner_ftol,
-                            s_path=tuple(np.linspace(1.0, t.path_s_final, 5).tolist()), deadline=run.deadline,
-                            start_stage=start, on_stage=on_stage)
+    settings = PathSettings(
+        acyclicity=core.acyclicity,
+        max_inner=t.inner_max_iter,
+        ftol=t.inner_ftol,
+        s_path=tuple(np.linspace(1.0, t.path_s_final, 5).tolist()),
+        deadline=run.deadline,
+        start_stage=start,
+        on_stage=on_stage,
+    )
     res = solve_components(batch, settings)
     scatter(run, core, bucket, res.V)
     return res

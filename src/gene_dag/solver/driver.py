@@ -93,8 +93,15 @@ class Core:
         rest = np.setdiff1d(np.arange(prob.d), core_cols) if not t.decompose else np.zeros(0, np.int64)
         universe = np.concatenate([core_cols, rest])
         allowed = prob.allowed(universe)
-        return cls(rows, universe, allowed, np.broadcast_to(prob.penalty(universe), allowed.shape),
-                   prob.sign(universe), prob.required(universe), t.decompose and rows.size > t.full_core_max)
+        return cls(
+            rows,
+            universe,
+            allowed,
+            np.broadcast_to(prob.penalty(universe), allowed.shape),
+            prob.sign(universe),
+            prob.required(universe),
+            t.decompose and rows.size > t.full_core_max,
+        )
 
 
 def solve(
@@ -112,15 +119,24 @@ def solve(
     t0 = time.monotonic()
     prob = Problem(cov_rows, variances, mask, s)
     if s.device == "auto":
-        log.info("device auto: solving on %s%s", prob.device, "" if prob.device.type == "cuda" else
-                 " (torch sees no CUDA device)")
+        log.info(
+            "device auto: solving on %s%s",
+            prob.device,
+            "" if prob.device.type == "cuda" else " (torch sees no CUDA device)",
+        )
     ckpt = Checkpointer(checkpoint_dir, fingerprint(cov_rows, variances, mask, s), s.checkpoint_interval)
     state = ckpt.load(validate=lambda st: _state_problem(st, prob.k, prob.d)) or _fresh_state(prob)
     resumed = state["stage"] != "lasso" or state["block"] > 0
-    info = {"device": str(prob.device), "n_genes": prob.d, "n_regulators": prob.k, "resumed": resumed,
-            "n_constant_regulator_rows": int(prob.dead_rows.sum())}
-    run = Run(prob, state["V"].to(prob.device, copy=True), state, ckpt,
-              None if s.max_time is None else t0 + s.max_time, info)
+    info = {
+        "device": str(prob.device),
+        "n_genes": prob.d,
+        "n_regulators": prob.k,
+        "resumed": resumed,
+        "n_constant_regulator_rows": int(prob.dead_rows.sum()),
+    }
+    run = Run(
+        prob, state["V"].to(prob.device, copy=True), state, ckpt, None if s.max_time is None else t0 + s.max_time, info
+    )
     timed_out = _run_stages(run, cycle_core(prob))
     return _finish(run, t0, timed_out=timed_out)
 
@@ -164,8 +180,13 @@ def _finish(run: Run, t0: float, *, timed_out: bool) -> SolveResult:
     info["score"] = total_score(prob, W)
     info["wall_time_s"] = time.monotonic() - t0
     info["checkpoints_written"] = run.ckpt.saves
-    log.info("solve done: %d edges, score %.6g, converged %s, %.1f s",
-             W.nnz, info["score"], info["converged"], info["wall_time_s"])
+    log.info(
+        "solve done: %d edges, score %.6g, converged %s, %.1f s",
+        W.nnz,
+        info["score"],
+        info["converged"],
+        info["wall_time_s"],
+    )
     return SolveResult(W, W_cont, info)
 
 
@@ -266,8 +287,7 @@ def _active_edges(run: Run, core: Core) -> np.ndarray:
     else:
         active = core.allowed.copy()  # one constrained problem over every allowed edge
     active |= core.required
-    run.V[:, core.universe] = run.V[:, core.universe] * torch.as_tensor(active, dtype=run.V.dtype,
-                                                                         device=run.V.device)
+    run.V[:, core.universe] = run.V[:, core.universe] * torch.as_tensor(active, dtype=run.V.dtype, device=run.V.device)
     run.state.update(active=torch.as_tensor(active), V=snapshot(run.V))
     return active
 
@@ -285,8 +305,13 @@ def _solve_core(run: Run, core: Core, active: np.ndarray) -> bool:
     batches = buckets(comps, prob)
     max_q = max((c.q for c in comps), default=0)
     core.acyclicity = choose_acyclicity(prob.s.acyclicity)
-    log.info("core: %d component(s) to solve (largest %d genes), %d active edges, h = %s",
-             len(comps), max_q, int(active.sum()), core.acyclicity)
+    log.info(
+        "core: %d component(s) to solve (largest %d genes), %d active edges, h = %s",
+        len(comps),
+        max_q,
+        int(active.sum()),
+        core.acyclicity,
+    )
     h_max, ok = 0.0, True
     for bi in _progress(range(run.state.get("bucket", 0), len(batches)), len(batches), "core"):
         res = solve_bucket(run, core, active, batches[bi], bi)
@@ -300,8 +325,9 @@ def _solve_core(run: Run, core: Core, active: np.ndarray) -> bool:
             run.state.pop(key, None)
         run.save(bucket=bi + 1, V=snapshot(run.V))
     run.info["core_converged"] = ok
-    run.info.setdefault("rounds", []).append({"round": 0, "components": len(comps), "largest": max_q,
-                                               "active_edges": int(active.sum()), "max_h": h_max})
+    run.info.setdefault("rounds", []).append(
+        {"round": 0, "components": len(comps), "largest": max_q, "active_edges": int(active.sum()), "max_h": h_max}
+    )
     return False
 
 
@@ -312,6 +338,8 @@ def _missing_required(W: sp.csr_matrix, required: sp.csr_matrix | None) -> int:
     req = required.tocoo()
     missing = int((np.asarray(W[req.row, req.col]).ravel() == 0).sum())
     if missing:
-        log.warning("%d required edge(s) have weight 0 in the data (constant regulator?) and are "
-                    "missing from the network", missing)
+        log.warning(
+            "%d required edge(s) have weight 0 in the data (constant regulator?) and are missing from the network",
+            missing,
+        )
     return missing

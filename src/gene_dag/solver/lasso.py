@@ -115,8 +115,9 @@ def batched_lasso(
                 Vw, Y = Vw[:, keep], Y[:, keep]
             if it % 100 == 0:
                 moving = float(residual[work].max()) if work.numel() else 0.0
-                log.info("lasso iteration %d: %d of %d columns still moving (largest step %.3g)",
-                         it, work.numel(), c, moving)
+                log.info(
+                    "lasso iteration %d: %d of %d columns still moving (largest step %.3g)", it, work.numel(), c, moving
+                )
             if deadline is not None and time.monotonic() > deadline:
                 break
     V[:, work] = Vw

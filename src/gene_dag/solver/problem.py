@@ -116,7 +116,7 @@ def total_score(prob: Problem, W: sp.csr_matrix) -> float:
     fit = 0.0
     bs = prob.column_block_size()
     for a in range(0, prob.d, bs):
-        value, _ = score.value_and_gradient(prob.A, prob.B[:, a:a + bs], V[:, a:a + bs])
+        value, _ = score.value_and_gradient(prob.A, prob.B[:, a : a + bs], V[:, a : a + bs])
         fit += float(value.double())
     fit += 0.5 * float(prob.variances.sum())
     pen = float(np.sum(np.abs(Wr) * np.broadcast_to(prob.penalty(np.arange(prob.d)), Wr.shape)))

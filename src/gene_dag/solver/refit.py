@@ -98,9 +98,18 @@ def refine_core(run: Run, core: Core) -> None:
     A = prob.A[rt[:, None], rt[None, :]].double().cpu().numpy()
     B = prob.B[rt[:, None], cols_t[None, :]].double().cpu().numpy()
     sign = None if core.sign is None else core.sign[rows][:, :n]
-    Vn, summary = refine_reversals(A, B, Vc[rows], pen=core.pen[rows][:, :n], allowed=core.allowed[rows][:, :n],
-                                   required=core.required[rows][:, :n], sign=sign, sigma=prob.sigma[rows],
-                                   core_rows=np.searchsorted(rows, core.rows), w_threshold=thr)
+    Vn, summary = refine_reversals(
+        A,
+        B,
+        Vc[rows],
+        pen=core.pen[rows][:, :n],
+        allowed=core.allowed[rows][:, :n],
+        required=core.required[rows][:, :n],
+        sign=sign,
+        sigma=prob.sigma[rows],
+        core_rows=np.searchsorted(rows, core.rows),
+        w_threshold=thr,
+    )
     Vc[rows] = Vn
     V[:, cols_t] = torch.as_tensor(Vc, dtype=V.dtype, device=V.device)
     run.info.update(summary)

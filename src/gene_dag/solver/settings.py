@@ -104,7 +104,9 @@ class SolverSettings:
 
 
 #: The user-facing defaults, by name (what the CLI and the workflow schema must say).
-DEFAULTS: dict[str, Any] = {f.name: getattr(SolverSettings(), f.name) for f in fields(SolverSettings) if f.name != "tuning"}
+DEFAULTS: dict[str, Any] = {
+    f.name: getattr(SolverSettings(), f.name) for f in fields(SolverSettings) if f.name != "tuning"
+}
 
 
 def settings_from(*, tuning: Tuning | dict | None = None, **options: Any) -> SolverSettings:
@@ -172,8 +174,12 @@ def resolve_device(name: str):
         if not torch.cuda.is_available():
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
-            raise ValueError(f"device {name!r} requested but torch sees no CUDA device (torch {torch.__version__}, "
-                             f"{build}; CUDA_VISIBLE_DEVICES={visible})")
+            raise ValueError(
+                f"device {name!r} requested but torch sees no CUDA device (torch {torch.__version__}, "
+                f"{build}; CUDA_VISIBLE_DEVICES={visible})"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
+            raise ValueError(
+                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
     return device

@@ -79,8 +79,13 @@ def threads_for(
         with single_thread():
             single = _median_time(probe)
         one = many > PARALLEL_GAIN * single
-        log.debug("threads: one %.3g ms, %d threads %.3g ms per step: %s", 1e3 * single,
-                  torch.get_num_threads(), 1e3 * many, "one" if one else "all")
+        log.debug(
+            "threads: one %.3g ms, %d threads %.3g ms per step: %s",
+            1e3 * single,
+            torch.get_num_threads(),
+            1e3 * many,
+            "one" if one else "all",
+        )
     if one:
         with single_thread():
             yield

@@ -117,7 +117,7 @@ def cost_model(rows: list[dict]) -> None:
     X = np.stack([k**3, k**2 * d], axis=1)
     coef, *_ = np.linalg.lstsq(X / t[:, None], np.ones_like(t), rcond=None)  # relative errors
     model = X @ coef
-    for r, m in zip(rows, model):
+    for r, m in zip(rows, model, strict=True):
         r["model_s"] = float(m)
         r["ratio"] = float(r["time_s"] / m)
 

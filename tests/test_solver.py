@@ -28,8 +28,8 @@ from gene_dag.graph import is_dag
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
 from gene_dag.solver.api import fit
-from gene_dag.solver.settings import DEFAULTS
 from gene_dag.solver.postprocess import break_cycles, threshold_to_dag
+from gene_dag.solver.settings import DEFAULTS
 
 N_CELLS = 2000
 

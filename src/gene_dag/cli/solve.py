@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--regulators", help="file with one regulator gene name per line")
     p.add_argument("--prior", help="TSV with source, target, type[, weight]")
     p.add_argument(
-        "--lambda1", type=nonnegative_float, default=DEFAULTS["lambda1"], help=f"L1 penalty (default {DEFAULTS['lambda1']})"
+        "--lambda1",
+        type=nonnegative_float,
+        default=DEFAULTS["lambda1"],
+        help=f"L1 penalty (default {DEFAULTS['lambda1']})",
     )
     p.add_argument(
         "--w-threshold",

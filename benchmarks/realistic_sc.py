@@ -72,6 +72,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -621,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(store_path) and not args.fresh:
         with open(store_path) as fh:
             store = json.load(fh)
-    command = " ".join(["benchmarks/realistic_sc.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["benchmarks/realistic_sc.py", *(argv if argv is not None else sys.argv[1:])])
     store["threads"] = (f"{threads}; GRNBoost2: {args.dask_workers} dask worker process(es) x 1 thread; "
                         f"DAGMA in a child with the same BLAS limit")
     store["gene_dag_source"] = os.path.dirname(gene_dag.__file__)

@@ -97,8 +97,14 @@ GENE_DAG_VARIANTS = {
     "gene-dag continuous": ({}, "log"),
 }
 METHODS = (*GENE_DAG_VARIANTS, "pearson", "grnboost2", "dagma")
-NOISE = {"outlier_prob": 0.01, "outlier_mean": 0.8, "outlier_scale": 1.0, "lib_scale": 0.4,
-         "dropout_shape": 8.0, "dropout_percentile": 80.0}
+NOISE = {
+    "outlier_prob": 0.01,
+    "outlier_mean": 0.8,
+    "outlier_scale": 1.0,
+    "lib_scale": 0.4,
+    "dropout_shape": 8.0,
+    "dropout_percentile": 80.0,
+}
 
 
 # --------------------------------------------------------------------------- simulation
@@ -161,9 +167,15 @@ def simulate(n_genes: int, seed: int, n_types: int, cells_per_type: int, max_par
     net = parameterize_grn(net, grnParam(k_act=[1, 5], k_rep=[-5, -1], n=2, decay=0.8))
     grn = GRN()
     for row in net.itertuples(index=False):
-        grn.add_interaction(SingleInteraction(
-            reg=[Gene(name=row.reg, decay=row.reg_decay)], tar=Gene(name=row.tar, decay=row.tar_decay),
-            k=row.k, h=row.h, n=row.n))
+        grn.add_interaction(
+            SingleInteraction(
+                reg=[Gene(name=row.reg, decay=row.reg_decay)],
+                tar=Gene(name=row.tar, decay=row.tar_decay),
+                k=row.k,
+                h=row.h,
+                n=row.n,
+            )
+        )
     connected = {g for e in edges for g in e}
     for g in genes:
         if g not in connected:
@@ -178,8 +190,9 @@ def simulate(n_genes: int, seed: int, n_types: int, cells_per_type: int, max_par
     sim_time = time.perf_counter() - t0
     clean = sim.getSimExpr().loc[genes]  # genes x cells, cells grouped by type
     model = scNoise().sim_
-    expr = model.outlier_effect(clean.to_numpy(dtype=np.float64), NOISE["outlier_prob"],
-                                NOISE["outlier_mean"], NOISE["outlier_scale"])
+    expr = model.outlier_effect(
+        clean.to_numpy(dtype=np.float64), NOISE["outlier_prob"], NOISE["outlier_mean"], NOISE["outlier_scale"]
+    )
     expr = model.lib_size_effect(expr, 6.0 + np.log(n_genes / 100), NOISE["lib_scale"])
     expr = expr * model.dropout_indicator(expr, NOISE["dropout_shape"], NOISE["dropout_percentile"])
     counts = model.convert_to_UMIcounts(expr).T.astype(np.float32)  # cells x genes
@@ -196,10 +209,16 @@ def simulate(n_genes: int, seed: int, n_types: int, cells_per_type: int, max_par
     )
     adata.varp["true_dag"] = truth
     adata.uns["simulation"] = {
-        "simulator": "SERGIO v2 (sergio-scsim) steady state", "network": "EcoliNet.v1 subnetwork",
-        "seed": int(seed), "n_types": int(n_types), "cells_per_type": int(cells_per_type),
-        "max_parents": int(max_parents), "n_edges": len(edges), "sergio_time_s": sim_time,
-        "zero_fraction": float((counts == 0).mean()), **NOISE,
+        "simulator": "SERGIO v2 (sergio-scsim) steady state",
+        "network": "EcoliNet.v1 subnetwork",
+        "seed": int(seed),
+        "n_types": int(n_types),
+        "cells_per_type": int(cells_per_type),
+        "max_parents": int(max_parents),
+        "n_edges": len(edges),
+        "sergio_time_s": sim_time,
+        "zero_fraction": float((counts == 0).mean()),
+        **NOISE,
     }
     return adata
 
@@ -220,15 +239,19 @@ def load_or_simulate(out_dir: str, n_genes: int, seed: int, args, network_cache:
     rows, cols = adata.varp["true_dag"].nonzero()
     names = adata.var_names
     pd.DataFrame({"source": names[rows], "target": names[cols]}).to_csv(
-        os.path.join(folder, "true_edges.tsv"), sep="\t", index=False)
+        os.path.join(folder, "true_edges.tsv"), sep="\t", index=False
+    )
     with open(os.path.join(folder, "tfs.txt"), "w") as fh:
         fh.write("".join(f"{g}\n" for g in names[adata.var["is_tf"].to_numpy()]))
     tmp = path + ".tmp"
     adata.write_h5ad(tmp)
     os.replace(tmp, path)
     sim = adata.uns["simulation"]
-    print(f"  {sim['n_edges']} edges, {int(adata.var['is_tf'].sum())} TFs, "
-          f"{sim['zero_fraction']:.1%} zeros, SERGIO {sim['sergio_time_s']:.1f} s", flush=True)
+    print(
+        f"  {sim['n_edges']} edges, {int(adata.var['is_tf'].sum())} TFs, "
+        f"{sim['zero_fraction']:.1%} zeros, SERGIO {sim['sergio_time_s']:.1f} s",
+        flush=True,
+    )
     return adata, path
 
 
@@ -275,8 +298,14 @@ def run_gene_dag(name: str, X, genes, tfs):
     result = gene_dag.fit(X, genes=list(genes), regulators=regulators, return_result=True, **options)
     S, source = gene_dag_scores(result)
     run = result.info["run"]
-    return S, {"_pred": result.adjacency, "score_source": source, "n_edges": int(result.adjacency.nnz), "converged": bool(run["converged"]),
-               "options": options, "n_scored": int(np.count_nonzero(S))}
+    return S, {
+        "_pred": result.adjacency,
+        "score_source": source,
+        "n_edges": int(result.adjacency.nnz),
+        "converged": bool(run["converged"]),
+        "options": options,
+        "n_scored": int(np.count_nonzero(S)),
+    }
 
 
 def _gene_dag_continuous(X, genes, regulators):
@@ -295,8 +324,13 @@ def _gene_dag_continuous(X, genes, regulators):
     result = solve(np.asarray(stats.cov, dtype=np.float64), variances, mask, settings)
     S = np.abs(result.W_continuous.toarray())
     np.fill_diagonal(S, 0.0)
-    return S, {"_pred": result.W, "score_source": "continuous |w| before the threshold", "n_edges": int(result.W.nnz),
-               "converged": bool(result.info["converged"]), "n_scored": int(np.count_nonzero(S))}
+    return S, {
+        "_pred": result.W,
+        "score_source": "continuous |w| before the threshold",
+        "n_edges": int(result.W.nnz),
+        "converged": bool(result.info["converged"]),
+        "n_scored": int(np.count_nonzero(S)),
+    }
 
 
 def run_pearson(X):
@@ -316,8 +350,16 @@ def run_peer(method: str, X, genes, tfs, seed: int, args):
     with tempfile.TemporaryDirectory(prefix=f"rsc_{method}_") as tmp:
         np.save(os.path.join(tmp, "X.npy"), np.asarray(X, dtype=np.float64))
         with open(os.path.join(tmp, "job.json"), "w") as fh:
-            json.dump({"genes": list(map(str, genes)), "tfs": None if tfs is None else list(map(str, tfs)),
-                       "seed": seed, "workers": args.dask_workers, "threads": args.threads}, fh)
+            json.dump(
+                {
+                    "genes": list(map(str, genes)),
+                    "tfs": None if tfs is None else list(map(str, tfs)),
+                    "seed": seed,
+                    "workers": args.dask_workers,
+                    "threads": args.threads,
+                },
+                fh,
+            )
         cmd = [sys.executable, os.path.abspath(__file__), "--_child", method, tmp]
         proc = subprocess.Popen(cmd, start_new_session=True)
         try:
@@ -357,13 +399,16 @@ def child_main(method: str, folder: str) -> None:
         from arboreto.algo import grnboost2
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=job["workers"], threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(n_workers=job["workers"], threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         try:
             t0 = time.perf_counter()  # the cluster's start-up is not the method's time
-            net = grnboost2(expression_data=pd.DataFrame(X, columns=genes), tf_names=job["tfs"] or "all",
-                            client_or_address=client, seed=job["seed"])
+            net = grnboost2(
+                expression_data=pd.DataFrame(X, columns=genes),
+                tf_names=job["tfs"] or "all",
+                client_or_address=client,
+                seed=job["seed"],
+            )
         finally:
             client.close()
             cluster.close()
@@ -375,8 +420,15 @@ def child_main(method: str, folder: str) -> None:
     np.fill_diagonal(S, 0.0)
     np.save(os.path.join(folder, "scores.npy"), S)
     with open(os.path.join(folder, "info.json"), "w") as fh:
-        json.dump({**info, "status": "ok", "fit_time_s": elapsed,
-                   "threads": cp.thread_summary(cp.thread_report(use_torch=False))}, fh)
+        json.dump(
+            {
+                **info,
+                "status": "ok",
+                "fit_time_s": elapsed,
+                "threads": cp.thread_summary(cp.thread_report(use_torch=False)),
+            },
+            fh,
+        )
 
 
 # --------------------------------------------------------------------------- scoring + tables
@@ -389,16 +441,27 @@ def score_all(S, truth, tf_index) -> dict:
     for directed in (True, False):
         m = ranking_accuracy(S, truth, regulators=tf_index, directed=directed)
         tag = "dir" if directed else "skel"
-        out.update({f"{k}_{tag}": m[k] for k in ("auprc", "auprc_random", "auprc_ratio", "epr", "n_positive",
-                                                 "n_scored")})
+        out.update(
+            {f"{k}_{tag}": m[k] for k in ("auprc", "auprc_random", "auprc_ratio", "epr", "n_positive", "n_scored")}
+        )
     return out
 
 
-COLUMNS = (("auprc_dir", "AUPRC"), ("auprc_ratio_dir", "AUPRC/rand"), ("epr_dir", "EPR"),
-           ("auprc_skel", "AUPRC skel"), ("auprc_ratio_skel", "AUPRC/rand skel"), ("epr_skel", "EPR skel"),
-           ("n_scored_dir", "candidates scored > 0"), ("n_edges", "edges: correct/reversed/extra"), ("time_s", "time s"))
-SCOPE_TITLES = {"pooled": "all cell types pooled (one network over all cells)",
-                "per-type": "one network per cell type (metrics averaged over the types)"}
+COLUMNS = (
+    ("auprc_dir", "AUPRC"),
+    ("auprc_ratio_dir", "AUPRC/rand"),
+    ("epr_dir", "EPR"),
+    ("auprc_skel", "AUPRC skel"),
+    ("auprc_ratio_skel", "AUPRC/rand skel"),
+    ("epr_skel", "EPR skel"),
+    ("n_scored_dir", "candidates scored > 0"),
+    ("n_edges", "edges: correct/reversed/extra"),
+    ("time_s", "time s"),
+)
+SCOPE_TITLES = {
+    "pooled": "all cell types pooled (one network over all cells)",
+    "per-type": "one network per cell type (metrics averaged over the types)",
+}
 
 
 def _mean_sd(values) -> str:
@@ -433,23 +496,36 @@ def markdown_table(runs: list, n_genes: int, scope: str) -> str:
     data = {}
     for r in runs:
         data.setdefault(r["seed"], r.get("data", {}))
-    lines = [f"### G = {n_genes} genes, {SCOPE_TITLES[scope]}; {len(seeds)} seed(s): {', '.join(map(str, seeds))}",
-             ""]
+    lines = [f"### G = {n_genes} genes, {SCOPE_TITLES[scope]}; {len(seeds)} seed(s): {', '.join(map(str, seeds))}", ""]
     facts = [(s, d) for s, d in sorted(data.items()) if d]
     if facts:
-        lines.append("Data (after preprocessing" + (", mean over cell types" if scope != "pooled" else "") + "): "
-                     + "; ".join(
-            f"seed {s}: {d['n_genes']:.0f} genes, {d['n_true']:.0f} true edges, {d['n_tfs']:.0f} TFs, "
-            f"{d['n_cells']:.0f} cells, {d['zero_fraction']:.1%} zeros"
-            + ("" if "variance_min_median_max" not in d else
-               ", gene variances {:.3g} / {:.3g} / {:.3g} (min / median / max)".format(*d["variance_min_median_max"]))
-            for s, d in facts) + ".")
+        lines.append(
+            "Data (after preprocessing"
+            + (", mean over cell types" if scope != "pooled" else "")
+            + "): "
+            + "; ".join(
+                f"seed {s}: {d['n_genes']:.0f} genes, {d['n_true']:.0f} true edges, {d['n_tfs']:.0f} TFs, "
+                f"{d['n_cells']:.0f} cells, {d['zero_fraction']:.1%} zeros"
+                + (
+                    ""
+                    if "variance_min_median_max" not in d
+                    else ", gene variances {:.3g} / {:.3g} / {:.3g} (min / median / max)".format(
+                        *d["variance_min_median_max"]
+                    )
+                )
+                for s, d in facts
+            )
+            + "."
+        )
         lines.append("")
     for tf in (True, False):
         sub = [r for r in runs if r["tf"] == tf and r.get("metrics")]
-        lines += [f"**{'With the TF list' if tf else 'Without a TF list'}** (mean ± sd over seeds; random AUPRC "
-                  f"{_mean_sd([r['metrics']['auprc_random_dir'] for r in sub])} directed, "
-                  f"{_mean_sd([r['metrics']['auprc_random_skel'] for r in sub])} skeleton)", ""]
+        lines += [
+            f"**{'With the TF list' if tf else 'Without a TF list'}** (mean ± sd over seeds; random AUPRC "
+            f"{_mean_sd([r['metrics']['auprc_random_dir'] for r in sub])} directed, "
+            f"{_mean_sd([r['metrics']['auprc_random_skel'] for r in sub])} skeleton)",
+            "",
+        ]
         lines.append("| method | " + " | ".join(c[1] for c in COLUMNS) + " | runs | notes |")
         lines.append("| --- |" + " ---: |" * len(COLUMNS) + " ---: | --- |")
         for method in METHODS:
@@ -484,14 +560,25 @@ def markdown_table(runs: list, n_genes: int, scope: str) -> str:
 def write_markdown(store: dict, out_dir: str) -> list[str]:
     paths = []
     for n_genes in sorted({r["G"] for r in store["runs"]}):
-        header = [f"Realistic single-cell benchmark (SERGIO), written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-                  "", "Command(s): " + "; ".join(f"`{c}`" for c in store.get("commands", [store.get("command", "")])), "", f"Threads: {store['threads']}", "",
-                  f"1-minute load average before each method: {_load_range(store, n_genes)}", "",
-                  f"gene-dag from {store['gene_dag_source']}", ""]
+        header = [
+            f"Realistic single-cell benchmark (SERGIO), written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            "",
+            "Command(s): " + "; ".join(f"`{c}`" for c in store.get("commands", [store.get("command", "")])),
+            "",
+            f"Threads: {store['threads']}",
+            "",
+            f"1-minute load average before each method: {_load_range(store, n_genes)}",
+            "",
+            f"gene-dag from {store['gene_dag_source']}",
+            "",
+        ]
         path = os.path.join(out_dir, f"table_G{n_genes}.md")
         with open(path, "w") as fh:
-            fh.write("\n".join(header) + "\n".join(
-                markdown_table(store["runs"], n_genes, scope) for scope in SCOPE_TITLES) + "\n")
+            fh.write(
+                "\n".join(header)
+                + "\n".join(markdown_table(store["runs"], n_genes, scope) for scope in SCOPE_TITLES)
+                + "\n"
+            )
         paths.append(path)
     return paths
 
@@ -521,14 +608,33 @@ def _datasets(counts, scope: str) -> list:
         variances = X.var(axis=0)
         tf_mask = ad.var["is_tf"].to_numpy(dtype=bool)
         truth = ad.varp["true_dag"]
-        facts = {"n_genes": int(ad.n_vars), "n_cells": int(ad.n_obs), "n_true": int(truth.nnz),
-                 "n_tfs": int(tf_mask.sum()), "zero_fraction": counts.uns["simulation"]["zero_fraction"],
-                 "n_dropped_genes": int(counts.n_vars - ad.n_vars),
-                 "variance_min_median_max": [float(np.min(variances)), float(np.median(variances)),
-                                             float(np.max(variances))]}
-        out.append((lg.name, {"X": X, "X_std": np.asarray(sg.adata.X), "genes": np.asarray(ad.var_names, dtype=str),
-                              "tf_mask": tf_mask, "tf_index": np.flatnonzero(tf_mask), "truth": truth,
-                              "facts": facts}))
+        facts = {
+            "n_genes": int(ad.n_vars),
+            "n_cells": int(ad.n_obs),
+            "n_true": int(truth.nnz),
+            "n_tfs": int(tf_mask.sum()),
+            "zero_fraction": counts.uns["simulation"]["zero_fraction"],
+            "n_dropped_genes": int(counts.n_vars - ad.n_vars),
+            "variance_min_median_max": [
+                float(np.min(variances)),
+                float(np.median(variances)),
+                float(np.max(variances)),
+            ],
+        }
+        out.append(
+            (
+                lg.name,
+                {
+                    "X": X,
+                    "X_std": np.asarray(sg.adata.X),
+                    "genes": np.asarray(ad.var_names, dtype=str),
+                    "tf_mask": tf_mask,
+                    "tf_index": np.flatnonzero(tf_mask),
+                    "truth": truth,
+                    "facts": facts,
+                },
+            )
+        )
     return out
 
 
@@ -551,8 +657,7 @@ def run_method(method: str, tf: bool, d: dict, seed: int, args, peer_cache: dict
     return run_peer(method, d["X"], genes, tfs, seed, args)
 
 
-def _combine(parts: list, n_genes: int, seed: int, method: str, tf: bool, scope: str, load: float,
-             facts: list) -> dict:
+def _combine(parts: list, n_genes: int, seed: int, method: str, tf: bool, scope: str, load: float, facts: list) -> dict:
     """One record from the runs on each data set of a scope: metrics and counts averaged."""
     import numpy as np
 
@@ -565,9 +670,19 @@ def _combine(parts: list, n_genes: int, seed: int, method: str, tf: bool, scope:
             info[k] = float(np.mean([i[k] for i in infos]))
     if any("converged" in i for i in infos):
         info["converged"] = all(i.get("converged", True) for i in infos)
-    record = {"G": n_genes, "seed": seed, "method": method, "tf": tf, "scope": scope, "status": status,
-              "time_s": float(sum(i["fit_time_s"] for i in infos if "fit_time_s" in i)), "loadavg_before": load,
-              "info": info, "data": facts[0] if len(facts) == 1 else _mean_facts(facts), "n_datasets": len(parts)}
+    record = {
+        "G": n_genes,
+        "seed": seed,
+        "method": method,
+        "tf": tf,
+        "scope": scope,
+        "status": status,
+        "time_s": float(sum(i["fit_time_s"] for i in infos if "fit_time_s" in i)),
+        "loadavg_before": load,
+        "info": info,
+        "data": facts[0] if len(facts) == 1 else _mean_facts(facts),
+        "n_datasets": len(parts),
+    }
     if status == "ok":
         record["metrics"] = {k: float(np.mean([m[k] for _, m in parts])) for k in parts[0][1]}
     return record
@@ -577,9 +692,11 @@ def _mean_facts(facts: list) -> dict:
     import numpy as np
 
     out = {k: float(np.mean([f[k] for f in facts])) for k in facts[0] if k != "variance_min_median_max"}
-    out["variance_min_median_max"] = [float(np.min([f["variance_min_median_max"][0] for f in facts])),
-                                      float(np.median([f["variance_min_median_max"][1] for f in facts])),
-                                      float(np.max([f["variance_min_median_max"][2] for f in facts]))]
+    out["variance_min_median_max"] = [
+        float(np.min([f["variance_min_median_max"][0] for f in facts])),
+        float(np.median([f["variance_min_median_max"][1] for f in facts])),
+        float(np.max([f["variance_min_median_max"][2] for f in facts])),
+    ]
     return out
 
 
@@ -587,12 +704,19 @@ def _mean_facts(facts: list) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--genes", type=int, nargs="+", default=[100], help="G values (default 100)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
-                   help=f"default: all of {', '.join(METHODS)}")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        metavar="METHOD",
+        help=f"default: all of {', '.join(METHODS)}",
+    )
     p.add_argument("--cell-types", type=int, default=4)
     p.add_argument("--cells-per-type", type=int, default=500)
     p.add_argument("--max-parents", type=int, default=2, help="regulators kept per target (default 2)")
@@ -601,9 +725,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=1200.0, help="DAGMA's cap in seconds (default 1200)")
     p.add_argument("--grnboost-time-limit", type=float, default=3600.0)
     p.add_argument("--out-dir", default=os.path.join(HERE, "out", "realistic_sc"))
-    p.add_argument("--scopes", nargs="+", default=["pooled"], choices=["pooled", "per-type"],
-                   help="pooled: one network over all cells (default); per-type: one per cell type, "
-                        "metrics averaged over the types")
+    p.add_argument(
+        "--scopes",
+        nargs="+",
+        default=["pooled"],
+        choices=["pooled", "per-type"],
+        help="pooled: one network over all cells (default); per-type: one per cell type, "
+        "metrics averaged over the types",
+    )
     p.add_argument("--fresh", action="store_true", help="forget earlier results in --out-dir")
     p.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -623,16 +752,23 @@ def main(argv: list[str] | None = None) -> int:
         with open(store_path) as fh:
             store = json.load(fh)
     command = shlex.join(["benchmarks/realistic_sc.py", *(argv if argv is not None else sys.argv[1:])])
-    store["threads"] = (f"{threads}; GRNBoost2: {args.dask_workers} dask worker process(es) x 1 thread; "
-                        f"DAGMA in a child with the same BLAS limit")
+    store["threads"] = (
+        f"{threads}; GRNBoost2: {args.dask_workers} dask worker process(es) x 1 thread; "
+        f"DAGMA in a child with the same BLAS limit"
+    )
     store["gene_dag_source"] = os.path.dirname(gene_dag.__file__)
     done = {_key(r) for r in store["runs"] if r["status"] in ("ok", "timeout")}
     cache: dict = {}
 
     for n_genes in args.genes:
         for seed in args.seeds:
-            todo = [(m, tf, scope) for scope in args.scopes for m in args.methods for tf in (True, False)
-                    if (n_genes, seed, m, tf, scope) not in done]
+            todo = [
+                (m, tf, scope)
+                for scope in args.scopes
+                for m in args.methods
+                for tf in (True, False)
+                if (n_genes, seed, m, tf, scope) not in done
+            ]
             if not todo:
                 continue
             if command not in store.setdefault("commands", []):
@@ -653,15 +789,19 @@ def main(argv: list[str] | None = None) -> int:
                         info.update({k: acc[k] for k in ("n_correct", "n_reversed", "n_extra")})
                     metrics = None if S is None else score_all(S, d["truth"], d["tf_index"] if tf else None)
                     parts.append((info, metrics))
-                record = _combine(parts, n_genes, seed, method, tf, scope, load,
-                                  [d["facts"] for _, d in datasets[scope]])
+                record = _combine(
+                    parts, n_genes, seed, method, tf, scope, load, [d["facts"] for _, d in datasets[scope]]
+                )
                 store["runs"] = [r for r in store["runs"] if _key(r) != _key(record)]
                 store["runs"].append(record)
                 m, info = record.get("metrics") or {}, record["info"]
-                print(f"G={n_genes} seed={seed} {scope:8s} {method:40s} tf={tf!s:5s} {record['status']:7s} "
-                      f"AUPRC {m.get('auprc_dir', float('nan')):.3f} (x{m.get('auprc_ratio_dir', float('nan')):.2f}) "
-                      f"EPR {m.get('epr_dir', float('nan')):.2f} skel {m.get('auprc_skel', float('nan')):.3f} "
-                      f"edges {info.get('n_edges', '-')} {record['time_s']:.1f} s", flush=True)
+                print(
+                    f"G={n_genes} seed={seed} {scope:8s} {method:40s} tf={tf!s:5s} {record['status']:7s} "
+                    f"AUPRC {m.get('auprc_dir', float('nan')):.3f} (x{m.get('auprc_ratio_dir', float('nan')):.2f}) "
+                    f"EPR {m.get('epr_dir', float('nan')):.2f} skel {m.get('auprc_skel', float('nan')):.3f} "
+                    f"edges {info.get('n_edges', '-')} {record['time_s']:.1f} s",
+                    flush=True,
+                )
                 tmp = store_path + ".tmp"
                 with open(tmp, "w") as fh:
                     json.dump(store, fh, indent=1)

@@ -51,10 +51,16 @@ def slurm():
     """A running SLURM cluster (started by tests/slurm/start_slurm.sh, which returns at once if it is up)."""
     try:
         proc = subprocess.run([str(START_SLURM)], capture_output=True, text=True, timeout=400)
-        problem = None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        problem = (
+            None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         problem = str(error)
-    if problem is None and GPU_PARTITION not in subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True).stdout.split():
+    if (
+        problem is None
+        and GPU_PARTITION
+        not in subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True).stdout.split()
+    ):
         problem = f"the running SLURM has no partition {GPU_PARTITION!r} (it was not started by {START_SLURM.name})"
     if problem is not None:
         if os.environ.get("GENE_DAG_REQUIRE_SLURM") == "1":
@@ -144,7 +150,9 @@ def test_slurm_outputs_equal_the_local_run(runs):
         assert list(cluster.var_names) == list(local.var_names)
         assert edge_set(cluster) == edge_set(local) and len(edge_set(local)) >= 3
         np.testing.assert_allclose(
-            sp.csr_matrix(cluster.varp["gene_dag"]).toarray(), sp.csr_matrix(local.varp["gene_dag"]).toarray(), atol=1e-6
+            sp.csr_matrix(cluster.varp["gene_dag"]).toarray(),
+            sp.csr_matrix(local.varp["gene_dag"]).toarray(),
+            atol=1e-6,
         )
         metrics = [json.loads((d / base / "metrics.json").read_text()) for d in (slurm_dir, local_dir)]
         assert metrics[0] == metrics[1] and metrics[0]["tpr"] > 0
@@ -221,7 +229,9 @@ def test_solve_sent_sigterm_through_slurm_checkpoints_and_the_rerun_resumes(slur
     # --retries 0: this run stops at the signal, so that what it leaves can be looked at;
     # --verbose: the plugin logs each sbatch call.
     with open(log, "w") as fh:
-        proc = snakemake_popen(work, "--configfile", "config.yaml", *CLUSTER_ARGS, "--retries", "0", "--verbose", log=fh)
+        proc = snakemake_popen(
+            work, "--configfile", "config.yaml", *CLUSTER_ARGS, "--retries", "0", "--verbose", log=fh
+        )
         try:
             deadline = time.monotonic() + RUN_TIMEOUT
             job_id = None

@@ -602,7 +602,7 @@ def _datasets(counts, scope: str) -> list:
     logs, _ = preprocess(counts, values="counts", groupby=groupby)
     stds, _ = preprocess(counts, values="counts", groupby=groupby, scale_values=True)
     out = []
-    for lg, sg in zip(logs, stds):
+    for lg, sg in zip(logs, stds, strict=True):
         ad = lg.adata
         X = ad.X.toarray() if hasattr(ad.X, "toarray") else np.asarray(ad.X, dtype=np.float64)
         variances = X.var(axis=0)

@@ -116,7 +116,7 @@ def runs(slurm, tmp_path_factory):
 def test_jobs_ran_as_slurm_jobs_and_completed(runs):
     workdir, proc = runs["slurm"]
     jobs = submitted(proc)
-    warnings.warn(SlurmJobs("SLURM job ids: " + ", ".join(f"{i} ({rule})" for i, rule in jobs.items())))
+    warnings.warn(SlurmJobs("SLURM job ids: " + ", ".join(f"{i} ({rule})" for i, rule in jobs.items())), stacklevel=1)
     # Snakemake announces each job as "rule NAME:" or "checkpoint NAME:" (sent to the executor)
     # or as "localrule NAME:".
     started = re.findall(r"^(?:rule|checkpoint) (\w+):$", proc.stdout + proc.stderr, re.M)
@@ -248,7 +248,7 @@ def test_solve_sent_sigterm_through_slurm_checkpoints_and_the_rerun_resumes(slur
         finally:
             if proc.poll() is None:
                 proc.kill()
-    warnings.warn(SlurmJobs(f"SLURM solve job sent SIGTERM: {job_id}"))
+    warnings.warn(SlurmJobs(f"SLURM solve job sent SIGTERM: {job_id}"), stacklevel=1)
     output = log.read_text()
     assert proc.returncode != 0, output[-3000:]
     calls = [line for line in output.splitlines() if line.startswith("sbatch call:") and "rule_solve" in line]

@@ -473,7 +473,9 @@ def _mean_sd(values) -> str:
     fmt = (lambda x: f"{x:.0f}") if abs(v.mean()) >= 1000 else (lambda x: f"{x:.3g}")
     if v.size == 1:
         return fmt(v[0])
-    return f"{fmt(v.mean())} ± {fmt(v.std(ddof=1)) if abs(v.mean()) >= 1000 else format(v.std(ddof=1), '.2g')}"
+    sd = v.std(ddof=1)
+    sd = 0.0 if sd <= 1e-12 * max(abs(v.mean()), 1e-300) else sd  # equal values up to rounding
+    return f"{fmt(v.mean())} ± {fmt(sd) if abs(v.mean()) >= 1000 else format(sd, '.2g')}"
 
 
 def _edges_cell(ok: list) -> str:

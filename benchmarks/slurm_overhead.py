@@ -47,7 +47,9 @@ def timed_run(workdir: Path, *args: str):
 def command_seconds(workdir: Path, rule: str, wildcards: str) -> float | None:
     """Snakemake's benchmark `s` of one job (rules that write one), from the job's log path."""
     parts = wildcards.split("_", 1)
-    path = workdir / "results" / parts[0] / "benchmarks" / (f"{rule}.tsv" if len(parts) == 1 else f"{rule}/{parts[1]}.tsv")
+    path = (
+        workdir / "results" / parts[0] / "benchmarks" / (f"{rule}.tsv" if len(parts) == 1 else f"{rule}/{parts[1]}.tsv")
+    )
     return float(pd.read_csv(path, sep="\t")["s"].iloc[0]) if path.is_file() else None
 
 

@@ -155,8 +155,12 @@ if ! cmp -s "$new_conf" "$CONF" || ! cmp -s "$new_conf.gres" "$CONF_DIR/gres.con
     # A changed configuration needs fresh daemons.
     for pidfile in /run/slurmd.pid /run/slurmctld.pid; do
         if [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-            kill "$(cat "$pidfile")"
-            sleep 1
+            pid="$(cat "$pidfile")"
+            kill "$pid"
+            for _ in $(seq 50); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.2
+            done
         fi
     done
 fi
@@ -185,7 +189,7 @@ for _ in $(seq 120); do
     if slurmd_up; then
         case "$state" in
             idle | mixed | allocated) break ;;
-            down* | drain* | fail*) scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
+            down* | drain* | fail* | inval*) scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
         esac
     fi
     sleep 0.5

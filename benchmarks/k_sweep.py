@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -53,20 +52,6 @@ def second_job(enabled: bool):
         proc.wait()
 
 
-class _ThreadChoices(logging.Handler):
-    """Counts the thread-count decisions of the central path's stages (threads.py DEBUG lines)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.one = self.all = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("threads:"):
-            self.all += message.endswith(": all")
-            self.one += message.endswith(": one")
-
-
 def run(ks: list[int], d: int, n: int, seed: int) -> list[dict]:
     import torch
 
@@ -76,13 +61,8 @@ def run(ks: list[int], d: int, n: int, seed: int) -> list[dict]:
 
     warm = simulate_adata(d=20, n=200, graph_type="tf", n_regulators=4, seed=0)
     fit(warm, device="cpu")
-    choices = _ThreadChoices()
-    threads_log = logging.getLogger("gene_dag.solver.threads")
-    threads_log.setLevel(logging.DEBUG)
-    threads_log.addHandler(choices)
     rows = []
     for k in ks:
-        choices.one = choices.all = 0
         adata = simulate_adata(d=d, n=n, graph_type="tf", n_regulators=k, seed=seed)
         regulators = list(adata.var_names[adata.var["is_regulator"].to_numpy()])
         start = time.perf_counter()
@@ -98,14 +78,9 @@ def run(ks: list[int], d: int, n: int, seed: int) -> list[dict]:
                 "shd": acc["shd"],
                 "n_core": result.info["run"]["n_core"],
                 "torch_threads": torch.get_num_threads(),
-                "stages_one_thread": choices.one,
-                "stages_all_threads": choices.all,
             }
         )
-        print(
-            f"k={k:4d}  {elapsed:7.2f} s  SHD {acc['shd']}  stages on one/all threads {choices.one}/{choices.all}",
-            flush=True,
-        )
+        print(f"k={k:4d}  {elapsed:7.2f} s  SHD {acc['shd']}", flush=True)
     return rows
 
 
@@ -140,14 +115,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"load": args.load, "rows": rows}, indent=2))
     print(
-        f"\n| k | time (s) | model a·k³ + b·k²·d (s) | time / model | SHD | stages on 1 / all threads |  "
-        f"({'with' if args.load else 'without'} a second job)\n| --- | --- | --- | --- | --- | --- |"
+        f"\n| k | time (s) | model a·k³ + b·k²·d (s) | time / model | SHD |  "
+        f"({'with' if args.load else 'without'} a second job)\n| --- | --- | --- | --- | --- |"
     )
     for r in rows:
-        print(
-            f"| {r['k']} | {r['time_s']:.2f} | {r['model_s']:.2f} | {r['ratio']:.2f} | {r['shd']} "
-            f"| {r['stages_one_thread']} / {r['stages_all_threads']} |"
-        )
+        print(f"| {r['k']} | {r['time_s']:.2f} | {r['model_s']:.2f} | {r['ratio']:.2f} | {r['shd']} |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_cli_takes_its_defaults_from_the_settings():
     args = build_parser().parse_args(["solve", "in.h5ad", "--out", "out.h5ad"])
-    for name in ("lambda1", "w_threshold", "acyclicity", "device", "memory_gb", "seed", "checkpoint_interval"):
+    for name in (
+        "lambda1",
+        "w_threshold",
+        "acyclicity",
+        "device",
+        "memory_gb",
+        "seed",
+        "checkpoint_interval",
+        "core_threads",
+    ):
         assert getattr(args, name) == DEFAULTS[name], name
     assert args.max_time is None and DEFAULTS["max_time"] is None
 

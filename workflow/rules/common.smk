@@ -357,6 +357,7 @@ def solve_settings(wildcards):
         "--w-threshold", settings["w_threshold"],
         "--acyclicity", settings["acyclicity"],
         "--device", settings["device"],
+        "--core-threads", settings["core_threads"],
         "--seed", CONFIG["seed"],
     ]  # fmt: skip
     if "max_time" in settings:

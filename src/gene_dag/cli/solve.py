@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from gene_dag.cli._types import MAX_SEED, nonnegative_float, positive_float, seed
+from gene_dag.cli._types import MAX_SEED, nonnegative_float, positive_float, positive_int, seed
 from gene_dag.solver.settings import ACYCLICITY_CHOICES, DEFAULTS
 
 log = logging.getLogger("gene_dag.solve")
@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"memory budget for blocks in GiB (default {DEFAULTS['memory_gb']:g})",
     )
     p.add_argument("--seed", type=seed, default=DEFAULTS["seed"], help=f"random seed, 0 to {MAX_SEED} (default 0)")
+    p.add_argument(
+        "--core-threads",
+        type=positive_int,
+        default=DEFAULTS["core_threads"],
+        help="CPU threads of the constrained stage (default 1: the same edges on every machine and under any load)",
+    )
     p.add_argument("--checkpoint", help="directory for checkpoints; a rerun resumes from it")
     p.add_argument(
         "--checkpoint-interval",
@@ -128,6 +134,7 @@ def _learn(args: argparse.Namespace, adata) -> None:
         acyclicity=args.acyclicity,
         device=args.device,
         memory_gb=args.memory_gb,
+        core_threads=args.core_threads,
         seed=args.seed,
         max_time=args.max_time,
         checkpoint_interval=args.checkpoint_interval,

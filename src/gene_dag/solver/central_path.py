@@ -65,6 +65,7 @@ class PathSettings:
     ftol: float = 2.2e-9
     gtol: float = 1e-5
     deadline: float | None = None  # time.monotonic() value; checked between stages
+    threads: int = 1  # CPU threads (one: the result does not depend on the machine)
     start_stage: int = 0  # resume here, from the batch's V
     on_stage: Callable[[int, torch.Tensor], None] | None = None  # called with (stages done, V)
 
@@ -130,10 +131,9 @@ class _Objective:
 def solve_components(batch: ComponentBatch, settings: PathSettings) -> PathResult:
     """Run the central path on every component of the batch.
 
-    Small batches run on one CPU thread: for tiny matrices, thread start-up and
-    spinning cost far more than the arithmetic (see threads.py).
+    On the CPU it runs on ``settings.threads`` threads (see threads.py for why one).
     """
-    with threads_for(_Objective.step_flops(batch), batch.V.device):
+    with threads_for(_Objective.step_flops(batch), batch.V.device, threads=settings.threads):
         obj = _Objective(batch, settings.acyclicity)
         V = batch.V * batch.allowed
         start = V if settings.start_stage > 0 else torch.zeros_like(V)  # DAGMA starts at W = 0
@@ -165,10 +165,7 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: PathSettings) -> PathResu
             continue
         obj.logdet_s = sv if s.acyclicity == "logdet" else 1.0
         V = _into_domain(obj, V)
-        alpha = zero + 1.0 / mu
-        # the thread count is chosen again for every stage: the machine's load changes
-        with threads_for(obj.flops_per_step, V.device, probe=lambda V=V, alpha=alpha: obj.value_grad(V, alpha)):
-            V, its = _stage(obj, V, alpha, s)
+        V, its = _stage(obj, V, zero + 1.0 / mu, s)
         evaluations += its
         h, _ = obj.h(V, need_grad=False)
         history.append({"stage": stage, "mu": mu, "max_h": float(h.max()), "evals": its})

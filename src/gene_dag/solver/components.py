@@ -165,6 +165,7 @@ def solve_bucket(run: Run, core: Core, active: np.ndarray, bucket: list[Componen
         ftol=t.inner_ftol,
         s_path=tuple(np.linspace(1.0, t.path_s_final, 5).tolist()),
         deadline=run.deadline,
+        threads=run.prob.s.core_threads,
         start_stage=start,
         on_stage=on_stage,
     )

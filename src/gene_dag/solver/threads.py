@@ -1,61 +1,44 @@
-"""How many CPU threads the solver's loops use: one for small steps, the faster count otherwise.
+"""How many CPU threads each stage uses, chosen so that results do not depend on the machine's load.
 
-A solver step is a dozen small dependent tensor operations. Each multi-threaded operation
-ends at a barrier, so when another process holds one of the cores, every operation waits
-for the thread that lost the core: on a 2-core machine with one other busy job, a central
-path that takes 2 s on one thread took 69 s on two. On an idle machine two threads are
-faster once the matrices are large. Neither count is right everywhere, so steps that are
-cheap (below ``SMALL_FLOPS``) always run on one thread, and larger ones time a probe
-(one evaluation of the step) on one thread and on all of them, and use all only when that is clearly faster.
+The constrained stage (the central path) is nonconvex: the last bits of a sum decide which
+local optimum it reaches, and those bits depend on the number of threads that summed it
+(on a scale-free 150-gene problem, one and two threads gave networks that differ in 34
+edges). Its steps are also a dozen small dependent operations, each ending at a barrier:
+when another process holds one of the cores, every operation waits for the thread that
+lost it (the same problem took 39 s on one thread and 415 s on two with other jobs on the
+machine). So the central path runs on ``SolverSettings.core_threads`` threads, one by
+default: the same edges on every machine and under any load. The convex stages (the
+batched lasso, its refits) run their large products on all threads, and steps cheaper than
+``SMALL_FLOPS`` on one, where thread start-up costs more than the arithmetic.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from threadpoolctl import threadpool_limits
 
-log = logging.getLogger(__name__)
-
-#: Steps cheaper than this many flops run on one thread without probing.
+#: Steps cheaper than this many flops run on one thread.
 SMALL_FLOPS = 5e7
-#: Timed repetitions of a probe per thread count (the median is compared).
-PROBE_REPEATS = 3
-#: All threads are used only when the probe ran at most this fraction of its one-thread
-#: time: a near tie means another process is taking turns on the cores, and then the
-#: barriers of a whole stage lose far more than the probe showed.
-PARALLEL_GAIN = 0.75
 
 
 @contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the block with torch and every BLAS pool on one thread."""
+def limited_threads(n: int) -> Iterator[None]:
+    """Run the block with torch and every BLAS pool on at most ``n`` threads."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, min(n, previous)))
     try:
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=max(1, n)):
             yield
     finally:
         torch.set_num_threads(previous)
 
 
-def _median_time(probe: Callable[[], object]) -> float:
-    probe()  # warm-up: allocations, thread pool start
-    times = []
-    for _ in range(PROBE_REPEATS):
-        start = time.perf_counter()
-        probe()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 @contextmanager
 def threads_for(
-    flops_per_step: float, device: torch.device | str = "cpu", probe: Callable[[], object] | None = None
+    flops_per_step: float, device: torch.device | str = "cpu", *, threads: int | None = None
 ) -> Iterator[None]:
     """Run the block on the thread count that suits its steps.
 
@@ -65,29 +48,16 @@ def threads_for(
         Rough floating-point operations of one step of the block.
     device
         Off the CPU nothing changes.
-    probe
-        One step, side-effect free. Without it, steps of at least ``SMALL_FLOPS`` run on
-        torch's thread count; with it, on that count only if it ran the probe clearly
-        faster than one thread just now (see ``PARALLEL_GAIN``).
+    threads
+        Use exactly this many (at most torch's count); ``None``: one thread for steps below
+        ``SMALL_FLOPS``, torch's count otherwise.
     """
-    if torch.device(device).type != "cpu" or torch.get_num_threads() == 1:
+    if torch.device(device).type != "cpu":
         yield
         return
-    one = flops_per_step < SMALL_FLOPS
-    if not one and probe is not None:
-        many = _median_time(probe)
-        with single_thread():
-            single = _median_time(probe)
-        one = many > PARALLEL_GAIN * single
-        log.debug(
-            "threads: one %.3g ms, %d threads %.3g ms per step: %s",
-            1e3 * single,
-            torch.get_num_threads(),
-            1e3 * many,
-            "one" if one else "all",
-        )
-    if one:
-        with single_thread():
-            yield
-    else:
+    n = threads if threads is not None else (1 if flops_per_step < SMALL_FLOPS else torch.get_num_threads())
+    if n >= torch.get_num_threads():
+        yield
+        return
+    with limited_threads(n):
         yield

@@ -27,6 +27,7 @@ def test_the_cli_takes_its_defaults_from_the_settings():
     ):
         assert getattr(args, name) == DEFAULTS[name], name
     assert args.max_time is None and DEFAULTS["max_time"] is None
+    assert args.core_threads is None and DEFAULTS["core_threads"] is None
 
 
 def test_the_workflow_schema_and_config_agree_with_the_settings():

@@ -1,9 +1,7 @@
-"""The constrained stage gives the same network whatever the number of threads torch may use.
+"""Thread counts depend on the problem's size and the settings, never on the machine's load.
 
-Its result depends on the last bits of its sums, and those on the thread count; it runs on
-``core_threads`` threads (one by default), so a machine's core count or load cannot change
-the edges. The problem is above the size where steps are cheap enough to run on one thread
-anyway, so the test fails if the stage used all of torch's threads.
+The constrained stage's result depends on the last bits of its sums, and those on the
+thread count; so the count is a function of the step size (or ``core_threads``) alone.
 """
 
 from __future__ import annotations
@@ -15,10 +13,10 @@ from gene_dag.metrics import count_accuracy
 from gene_dag.solver.central_path import _Objective
 from gene_dag.solver.threads import SMALL_FLOPS, threads_for
 
+pytestmark = pytest.mark.skipif(torch.get_num_threads() < 2, reason="torch has one thread here")
+
 
 def test_threads_for_uses_exactly_the_count_asked_for():
-    if torch.get_num_threads() < 2:
-        pytest.skip("torch has one thread here")
     before = torch.get_num_threads()
     with threads_for(10 * SMALL_FLOPS, "cpu", threads=1):
         assert torch.get_num_threads() == 1
@@ -26,13 +24,12 @@ def test_threads_for_uses_exactly_the_count_asked_for():
         assert torch.get_num_threads() == before
     with threads_for(SMALL_FLOPS / 10, "cpu"):
         assert torch.get_num_threads() == 1
+    with threads_for(10 * SMALL_FLOPS, "cpu", parallel_from=100 * SMALL_FLOPS):
+        assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
 
-def test_the_central_path_runs_on_core_threads(monkeypatch):
-    """The stage's evaluations see one thread by default, even for large cores."""
-    if torch.get_num_threads() < 2:
-        pytest.skip("torch has one thread here")
+def _threads_seen(monkeypatch, **options):
     from gene_dag.simulate import simulate_adata
     from gene_dag.solver.api import fit
 
@@ -44,12 +41,15 @@ def test_the_central_path_runs_on_core_threads(monkeypatch):
         return original(self, V, alpha)
 
     monkeypatch.setattr(_Objective, "value_grad", spy)
-    monkeypatch.setattr("gene_dag.solver.threads.SMALL_FLOPS", 0.0)  # every step counts as large
     adata = simulate_adata(d=20, n=500, graph_type="er", edges_per_node=1.0, seed=0)
-    W1 = fit(adata, device="cpu")
-    assert seen and set(seen) == {1}
-    seen.clear()
-    W2 = fit(adata, device="cpu", core_threads=2)
-    assert set(seen) == {2}
-    for W in (W1, W2):
-        assert count_accuracy(adata.varp["true_dag"], W)["shd"] <= 2
+    W = fit(adata, device="cpu", **options)
+    assert count_accuracy(adata.varp["true_dag"], W)["shd"] <= 2
+    return set(seen)
+
+
+def test_the_central_path_thread_count_follows_size_and_settings(monkeypatch):
+    all_threads = torch.get_num_threads()
+    assert _threads_seen(monkeypatch) == {1}  # a small core: one thread
+    monkeypatch.setattr("gene_dag.solver.central_path.CORE_PARALLEL_FLOPS", 0.0)  # every core counts as large
+    assert _threads_seen(monkeypatch) == {all_threads}
+    assert _threads_seen(monkeypatch, core_threads=1) == {1}

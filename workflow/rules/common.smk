@@ -357,9 +357,10 @@ def solve_settings(wildcards):
         "--w-threshold", settings["w_threshold"],
         "--acyclicity", settings["acyclicity"],
         "--device", settings["device"],
-        "--core-threads", settings["core_threads"],
         "--seed", CONFIG["seed"],
     ]  # fmt: skip
+    if "core_threads" in settings:
+        args += ["--core-threads", settings["core_threads"]]
     if "max_time" in settings:
         args += ["--max-time", settings["max_time"]]
     return " ".join(shlex.quote(str(a)) for a in args)

@@ -26,7 +26,7 @@ import torch
 from gene_dag.solver import score
 from gene_dag.solver.acyclicity import acyclicity_fn
 from gene_dag.solver.owlqn import minimize_owlqn
-from gene_dag.solver.threads import threads_for
+from gene_dag.solver.threads import CORE_PARALLEL_FLOPS, threads_for
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class PathSettings:
     ftol: float = 2.2e-9
     gtol: float = 1e-5
     deadline: float | None = None  # time.monotonic() value; checked between stages
-    threads: int = 1  # CPU threads (one: the result does not depend on the machine)
+    threads: int | None = None  # CPU threads; None: by step size (threads.py)
     start_stage: int = 0  # resume here, from the batch's V
     on_stage: Callable[[int, torch.Tensor], None] | None = None  # called with (stages done, V)
 
@@ -131,9 +131,10 @@ class _Objective:
 def solve_components(batch: ComponentBatch, settings: PathSettings) -> PathResult:
     """Run the central path on every component of the batch.
 
-    On the CPU it runs on ``settings.threads`` threads (see threads.py for why one).
+    On the CPU the thread count depends on the size only, never on the load (threads.py).
     """
-    with threads_for(_Objective.step_flops(batch), batch.V.device, threads=settings.threads):
+    flops = _Objective.step_flops(batch)
+    with threads_for(flops, batch.V.device, threads=settings.threads, parallel_from=CORE_PARALLEL_FLOPS):
         obj = _Objective(batch, settings.acyclicity)
         V = batch.V * batch.allowed
         start = V if settings.start_stage > 0 else torch.zeros_like(V)  # DAGMA starts at W = 0

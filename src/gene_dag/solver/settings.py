@@ -89,12 +89,11 @@ class SolverSettings:
     checkpoint_interval
         Seconds between checkpoints when a checkpoint directory is given. Default 60.
     core_threads
-        CPU threads of the constrained stage. Default 1: the central path is nonconvex and
-        the last bits of its sums, which depend on the thread count, decide which optimum
-        it reaches, so with one thread every machine gives the same edges, under any load.
-        More threads are faster for cycle cores of several hundred genes on an otherwise
-        idle machine (results may then differ with the count). The other stages use every
-        thread torch has.
+        CPU threads of the constrained stage; ``None`` (default): one for cycle cores below
+        about 450 genes, all of torch's above, chosen by size and never by the machine's
+        load. The stage is nonconvex and the last bits of its sums, which depend on the
+        thread count, can decide which optimum it reaches: the same count gives the same
+        edges. Set 1 for the same edges on machines with different core counts.
     tuning
         Internal numerics (:class:`Tuning`).
     """
@@ -107,7 +106,7 @@ class SolverSettings:
     seed: int = 0
     max_time: float | None = None
     checkpoint_interval: float = 60.0
-    core_threads: int = 1
+    core_threads: int | None = None
     tuning: Tuning = field(default_factory=Tuning)
 
 
@@ -162,7 +161,7 @@ def _check_numbers(s: SolverSettings) -> None:
         raise ConfigError("lambda1 and w_threshold must be >= 0")
     if s.memory_gb <= 0:
         raise ConfigError("memory_gb must be > 0")
-    if s.core_threads < 1:
+    if s.core_threads is not None and s.core_threads < 1:
         raise ConfigError("core_threads must be >= 1")
     t = s.tuning
     if not 0 < t.path_s_final <= 1 or t.inner_max_iter < 1:

@@ -6,10 +6,12 @@ local optimum it reaches, and those bits depend on the number of threads that su
 edges). Its steps are also a dozen small dependent operations, each ending at a barrier:
 when another process holds one of the cores, every operation waits for the thread that
 lost it (the same problem took 39 s on one thread and 415 s on two with other jobs on the
-machine). So the central path runs on ``SolverSettings.core_threads`` threads, one by
-default: the same edges on every machine and under any load. The convex stages (the
-batched lasso, its refits) run their large products on all threads, and steps cheaper than
-``SMALL_FLOPS`` on one, where thread start-up costs more than the arithmetic.
+machine). So the thread count depends on the problem's size only, never on the load: the
+central path runs on one thread unless a step is at least ``CORE_PARALLEL_FLOPS`` (cores
+of about 450 genes and more), where each operation is long enough that a wait at its
+barrier costs little, or on ``SolverSettings.core_threads`` when set. The convex stages
+(the batched lasso, its refits) run steps cheaper than ``SMALL_FLOPS`` on one thread,
+where thread start-up costs more than the arithmetic, and larger ones on all.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from contextlib import contextmanager
 import torch
 from threadpoolctl import threadpool_limits
 
-#: Steps cheaper than this many flops run on one thread.
+#: Steps of the convex stages cheaper than this many flops run on one thread.
 SMALL_FLOPS = 5e7
+#: Steps of the constrained stage cheaper than this run on one thread (its operations are
+#: then short enough that a barrier waiting for a descheduled thread dominates them).
+CORE_PARALLEL_FLOPS = 2e9
 
 
 @contextmanager
@@ -38,7 +43,11 @@ def limited_threads(n: int) -> Iterator[None]:
 
 @contextmanager
 def threads_for(
-    flops_per_step: float, device: torch.device | str = "cpu", *, threads: int | None = None
+    flops_per_step: float,
+    device: torch.device | str = "cpu",
+    *,
+    threads: int | None = None,
+    parallel_from: float = SMALL_FLOPS,
 ) -> Iterator[None]:
     """Run the block on the thread count that suits its steps.
 
@@ -50,12 +59,14 @@ def threads_for(
         Off the CPU nothing changes.
     threads
         Use exactly this many (at most torch's count); ``None``: one thread for steps below
-        ``SMALL_FLOPS``, torch's count otherwise.
+        ``parallel_from`` flops, torch's count otherwise.
+    parallel_from
+        The step size from which all threads are used.
     """
     if torch.device(device).type != "cpu":
         yield
         return
-    n = threads if threads is not None else (1 if flops_per_step < SMALL_FLOPS else torch.get_num_threads())
+    n = threads if threads is not None else (1 if flops_per_step < parallel_from else torch.get_num_threads())
     if n >= torch.get_num_threads():
         yield
         return

@@ -45,7 +45,7 @@ def _edge_list(W, genes) -> list[list]:
     return [[str(genes[coo.row[i]]), str(genes[coo.col[i]]), float(coo.data[i])] for i in order if coo.data[i] != 0]
 
 
-def _sem_cases() -> dict:
+def _sem_cases(sizes=SIZES) -> dict:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from compare_published import simulate
 
@@ -53,7 +53,7 @@ def _sem_cases() -> dict:
 
     out = {}
     for graph in GRAPHS:
-        for d in SIZES:
+        for d in sizes:
             for seed in SEEDS:
                 X = simulate(graph, d, 1000, seed)[2]
                 start = time.perf_counter()
@@ -114,7 +114,7 @@ def _workflow_case() -> dict:
 
 
 def record(args: argparse.Namespace) -> None:
-    cases = _sem_cases()
+    cases = _sem_cases(tuple(args.sizes))
     if args.tf:
         cases.update(_tf_case())
     if args.workflow:
@@ -161,6 +161,7 @@ def main() -> int:
     rec.add_argument("--out", type=Path, required=True)
     rec.add_argument("--tf", action="store_true", help="also the tf d = 10,000, k = 1,000 case")
     rec.add_argument("--workflow", action="store_true", help="also the default workflow")
+    rec.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="ER/SF sizes d (default 20 50 100 200)")
     cmp = sub.add_parser("compare", help="compare two recordings")
     cmp.add_argument("before", type=Path)
     cmp.add_argument("after", type=Path)

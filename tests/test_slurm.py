@@ -8,8 +8,9 @@ partition gpu (and, finding no CUDA device, solves on the CPU). The profile is a
 cluster without an accounting database only on the command line (--slurm-status-command
 squeue, a short first status poll), never by editing it.
 
-Skipped, with the script's reason, only when SLURM cannot be started here (not root, no
-apt); with GENE_DAG_REQUIRE_SLURM=1 (set by .ci/run) that is a failure instead.
+The tests marked `slurm` are skipped, with the script's reason, only when SLURM cannot be
+started here (not root, no apt); with GENE_DAG_REQUIRE_SLURM=1 (set by .ci/run) that is a
+failure instead. The GPU-request dry runs and the conda environment check need no SLURM.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ CLUSTER_ARGS = ["--profile", str(PROFILE), "--slurm-status-command", "squeue",
                 "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
 RUN_TIMEOUT = 900  # seconds; the plugin waits forever on a job it has lost
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = pytest.mark.slow  # the SLURM tests are marked slurm too
 
 
 class SlurmJobs(UserWarning):
@@ -99,22 +100,29 @@ def slurm_job(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", proc.stdout))
 
 
+def tiny_run(workdir: Path, *args: str) -> tuple[Path, subprocess.CompletedProcess]:
+    prepare(workdir)
+    cluster_config(workdir)
+    proc = snakemake(workdir, "--configfile", "config.yaml", *args, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, output_of(proc)
+    return workdir, proc
+
+
 @pytest.fixture(scope="module")
-def runs(slurm, tmp_path_factory):
-    """(workdir, process) of the run through SLURM and of the same config run locally."""
-    result = {}
-    for kind, args in (("slurm", CLUSTER_ARGS), ("local", [])):
-        workdir = tmp_path_factory.mktemp(kind)
-        prepare(workdir)
-        cluster_config(workdir)
-        proc = snakemake(workdir, "--configfile", "config.yaml", *args, timeout=RUN_TIMEOUT)
-        assert proc.returncode == 0, output_of(proc)
-        result[kind] = (workdir, proc)
-    return result
+def local_run(tmp_path_factory):
+    """(workdir, process) of the tiny config run locally."""
+    return tiny_run(tmp_path_factory.mktemp("local"))
 
 
-def test_jobs_ran_as_slurm_jobs_and_completed(runs):
-    workdir, proc = runs["slurm"]
+@pytest.fixture(scope="module")
+def slurm_run(slurm, tmp_path_factory):
+    """(workdir, process) of the same config run through SLURM."""
+    return tiny_run(tmp_path_factory.mktemp("slurm"), *CLUSTER_ARGS)
+
+
+@pytest.mark.slurm
+def test_jobs_ran_as_slurm_jobs_and_completed(slurm_run):
+    workdir, proc = slurm_run
     jobs = submitted(proc)
     warnings.warn(SlurmJobs("SLURM job ids: " + ", ".join(f"{i} ({rule})" for i, rule in jobs.items())), stacklevel=1)
     # Snakemake announces each job as "rule NAME:" or "checkpoint NAME:" (sent to the executor)
@@ -141,8 +149,9 @@ def test_jobs_ran_as_slurm_jobs_and_completed(runs):
         assert "solving on cpu" in (workdir / "logs/toy" / slug / "solve.log").read_text()
 
 
-def test_slurm_outputs_equal_the_local_run(runs):
-    (slurm_dir, _), (local_dir, _) = runs["slurm"], runs["local"]
+@pytest.mark.slurm
+def test_slurm_outputs_equal_the_local_run(slurm_run, local_run):
+    (slurm_dir, _), (local_dir, _) = slurm_run, local_run
     for slug in GROUPS.values():
         base = Path("results/toy/groups") / slug
         cluster = anndata.read_h5ad(slurm_dir / base / "network.h5ad")
@@ -159,8 +168,9 @@ def test_slurm_outputs_equal_the_local_run(runs):
     assert (slurm_dir / "results/summary.tsv").read_text() == (local_dir / "results/summary.tsv").read_text()
 
 
-def test_second_slurm_run_submits_nothing(runs):
-    workdir, _ = runs["slurm"]
+@pytest.mark.slurm
+def test_second_slurm_run_submits_nothing(slurm_run):
+    workdir, _ = slurm_run
     proc = snakemake(workdir, "--configfile", "config.yaml", *CLUSTER_ARGS, timeout=RUN_TIMEOUT)
     assert proc.returncode == 0, output_of(proc)
     assert "Nothing to be done" in proc.stdout + proc.stderr, output_of(proc)
@@ -178,9 +188,9 @@ def test_second_slurm_run_submits_nothing(runs):
         ("cuda", "gpu_a100", 1, "gpu_a100"),
     ],
 )
-def test_solve_asks_for_a_gpu_only_for_cuda_or_auto_with_a_gpu_partition(runs, device, gpu_partition, gpu, partition):
-    """The resources of the solve jobs a dry run plans (no SLURM needed, but the groups come from a finished run)."""
-    workdir, _ = runs["local"]
+def test_solve_asks_for_a_gpu_only_for_cuda_or_auto_with_a_gpu_partition(local_run, device, gpu_partition, gpu, partition):
+    """The resources of the solve jobs a dry run plans (no SLURM needed; the groups come from the local run)."""
+    workdir, _ = local_run
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["solver"]["device"] = device
     config.pop("cluster")
@@ -209,6 +219,7 @@ PREEMPT_CONFIG = {
 SOLVED = "results/sim/groups/all/solved.h5ad"
 
 
+@pytest.mark.slurm
 def test_solve_sent_sigterm_through_slurm_checkpoints_and_the_rerun_resumes(slurm, tmp_path):
     """SIGTERM to the running solve job's step (what the profile's --signal=TERM@120 sends before
     the time limit): a checkpoint and no output; the rerun resumes and gives the uninterrupted edges."""
@@ -270,3 +281,28 @@ def test_solve_sent_sigterm_through_slurm_checkpoints_and_the_rerun_resumes(slur
     assert bool(result.uns["gene_dag"]["run"]["resumed"]) is True
     assert edge_set(result) == edge_set(reference) and len(edge_set(reference)) > 0
     np.testing.assert_allclose(result.varp["gene_dag"].toarray(), reference.varp["gene_dag"].toarray(), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- conda environments
+
+
+def test_every_rule_names_a_pinned_conda_env_in_workflow_envs():
+    """For `--sdm conda` (conda itself is not needed to check this): each rule's `conda:` file
+    exists in workflow/envs/, every package there is pinned, and gene-dag comes from this tree."""
+    rules_dir = REPO / "workflow" / "rules"
+    used = set()
+    for smk in sorted(rules_dir.glob("*.smk")):
+        text = smk.read_text()
+        rules = re.findall(r"^(?:rule|checkpoint) (\w+):", text, re.M)
+        named = re.findall(r"^    conda:\n        \"([^\"]+)\"", text, re.M)
+        assert len(named) == len(rules), f"{smk.name}: {len(rules)} rules, {len(named)} conda: directives"
+        used |= {(rules_dir / path).resolve() for path in named}
+    assert used == {p.resolve() for p in (REPO / "workflow" / "envs").glob("*.yaml")}
+    for env in sorted(used):
+        spec = yaml.safe_load(env.read_text())
+        assert spec["channels"] == ["conda-forge", "nodefaults"], env.name
+        pip = [dep for dep in spec["dependencies"] if isinstance(dep, dict)]
+        conda = [dep for dep in spec["dependencies"] if isinstance(dep, str) and dep != "pip"]
+        assert conda and all(re.fullmatch(r"[\w.-]+ =\d+(\.\d+)+", dep) for dep in conda), (env.name, conda)
+        assert len(pip) == 1 and pip[0]["pip"][-1] == "-e ${GENE_DAG_SRC}", env.name
+        assert all(re.fullmatch(r"[\w.-]+==\d+(\.\d+)+", dep) for dep in pip[0]["pip"][:-1]), env.name

@@ -188,7 +188,9 @@ def test_second_slurm_run_submits_nothing(slurm_run):
         ("cuda", "gpu_a100", 1, "gpu_a100"),
     ],
 )
-def test_solve_asks_for_a_gpu_only_for_cuda_or_auto_with_a_gpu_partition(local_run, device, gpu_partition, gpu, partition):
+def test_solve_asks_for_a_gpu_only_for_cuda_or_auto_with_a_gpu_partition(
+    local_run, device, gpu_partition, gpu, partition
+):
     """The resources of the solve jobs a dry run plans (no SLURM needed; the groups come from the local run)."""
     workdir, _ = local_run
     config = yaml.safe_load((workdir / "config.yaml").read_text())

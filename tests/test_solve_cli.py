@@ -16,9 +16,9 @@ import pytest
 import scipy.sparse as sp
 
 from gene_dag.cli import main
+from gene_dag.graph import is_dag
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
-from gene_dag.graph import is_dag
 
 GENE_DAG = str(Path(sys.executable).with_name("gene-dag"))
 CHECKPOINT = "solver_state.pt"
@@ -27,7 +27,7 @@ CHECKPOINT = "solver_state.pt"
 def edges(W: sp.spmatrix) -> set[tuple[int, int]]:
     coo = sp.coo_matrix(W)
     keep = coo.data != 0
-    return set(zip(coo.row[keep].tolist(), coo.col[keep].tolist()))
+    return set(zip(coo.row[keep].tolist(), coo.col[keep].tolist(), strict=True))
 
 
 def write_data(path: Path, **kw) -> anndata.AnnData:

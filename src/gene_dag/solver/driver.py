@@ -32,7 +32,7 @@ from gene_dag.graph import strong_components
 from gene_dag.prior import EdgeMask
 from gene_dag.solver.acyclicity import choose_acyclicity
 from gene_dag.solver.checkpoint import Checkpointer, fingerprint, snapshot
-from gene_dag.solver.components import buckets, find_components, solve_bucket
+from gene_dag.solver.components import Component, buckets, find_components, solve_bucket
 from gene_dag.solver.lasso import lasso_columns, lipschitz
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import Problem, required_gene_matrix, to_gene_matrix, total_score
@@ -160,10 +160,10 @@ def _run_stages(run: Run, core_rows: np.ndarray) -> bool:
     except BaseException:
         # a stop signal (signals.Interrupted), Ctrl-C or a failure: keep the work done so
         # far; the state only ever holds snapshots taken at consistent points
-        run.ckpt.save(run.state, force=True)
+        run.save(force=True)
         raise
     if timed_out:
-        run.ckpt.save(run.state, force=True)
+        run.save(force=True)
     return timed_out
 
 
@@ -298,8 +298,6 @@ def _solve_core(run: Run, core: Core, active: np.ndarray) -> bool:
     if prob.s.tuning.decompose:
         comps = find_components(active, core)
     else:
-        from gene_dag.solver.components import Component
-
         order = np.concatenate([core.rows, np.setdiff1d(np.arange(prob.k), core.rows)])
         comps = [Component(order, np.arange(core.universe.size), core.rows.size)]
     batches = buckets(comps, prob)
@@ -318,7 +316,7 @@ def _solve_core(run: Run, core: Core, active: np.ndarray) -> bool:
         run.info.setdefault("path_stages", []).extend({"round": 0, "bucket": bi, **st} for st in res.history)
         h_max, ok = max(h_max, float(res.h.max())), ok and bool(res.converged.all())
         if res.timed_out:  # the bucket is not done: a resumed run continues its path
-            run.ckpt.save(run.state, force=True)
+            run.save(force=True)
             run.info["core_converged"] = False
             return True
         for key in ("path_bucket", "path_stage", "path_V"):

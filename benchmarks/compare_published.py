@@ -321,13 +321,13 @@ def run_gene_dag(fit, X, kwargs):
 # --------------------------------------------------------------------------- data & metrics
 
 
-def simulate(graph: str, d: int, n: int, seed: int):
+def simulate(graph: str, d: int, n: int, seed: int, edges_per_node: float = EDGES_PER_NODE):
     import numpy as np
 
     from gene_dag.simulate import simulate_graph, simulate_sem, simulate_weights
 
     s_graph, s_weights, s_noise = (int(x) for x in np.random.SeedSequence(seed).generate_state(3))
-    B, _ = simulate_graph(d, graph_type=graph, edges_per_node=EDGES_PER_NODE, seed=s_graph)
+    B, _ = simulate_graph(d, graph_type=graph, edges_per_node=edges_per_node, seed=s_graph)
     W = simulate_weights(B, w_range=W_RANGE, seed=s_weights)
     X = simulate_sem(W, n, noise_scale=NOISE_SCALE, seed=s_noise)
     seeds = {"graph": s_graph, "weights": s_weights, "noise": s_noise}
@@ -417,9 +417,9 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def done_already(store: dict, key: tuple, time_limit: float | None) -> bool:
+def done_already(store: dict, key: tuple, time_limit: float | None, key_of=run_key) -> bool:
     for r in store["runs"]:
-        if run_key(r) != key:
+        if key_of(r) != key:
             continue
         if r["status"] == "ok":
             return True
@@ -430,9 +430,9 @@ def done_already(store: dict, key: tuple, time_limit: float | None) -> bool:
     return False
 
 
-def put_run(store: dict, rec: dict) -> None:
-    key = run_key(rec)
-    store["runs"] = [r for r in store["runs"] if run_key(r) != key]
+def put_run(store: dict, rec: dict, key_of=run_key) -> None:
+    key = key_of(rec)
+    store["runs"] = [r for r in store["runs"] if key_of(r) != key]
     store["runs"].append(rec)
 
 
@@ -517,23 +517,10 @@ def summarise(store: dict) -> list[dict]:
     return rows
 
 
-def write_markdown(path: str, store: dict) -> None:
-    rows = summarise(store)
-    meta = store["meta"]
-    invs = meta.get("invocations", [])
-    lines = ["# gene-dag vs published solvers", ""]
-    lines += [
-        "Data: `gene_dag.simulate`: ER / SF graphs with 2 edges per node, weights ±[0.5, 2], "
-        "Gaussian noise sd 1, raw (not standardised) data; the same X for every solver.",
-        f"Solvers: gene-dag `gene_dag.fit(X)` (defaults); DAGMA `DagmaLinear(loss_type='l2').fit(X, lambda1={DAGMA_LAMBDA1})` "
-        f"(README usage, w_threshold 0.3); NOTEARS linear (benchmarks/notears_linear.py, lambda1={NOTEARS_LAMBDA1}, "
-        "loss l2, w_threshold 0.3).",
-        "Time: wall-clock seconds of the fit call. Mean ± sd over seeds of successful runs. "
-        "‘× gene-dag’: sum of the solver's times / sum of gene-dag's times over seeds where both finished "
-        "in the same invocation (range over seeds in brackets); for timeouts, `>` gives the lower bound "
-        "time-limit / gene-dag time.",
-        "",
-    ]
+def invocation_lines(store: dict) -> list[str]:
+    """Markdown list of every invocation in ``store``: machine, threads, commit, load before its runs."""
+    invs = store["meta"].get("invocations", [])
+    lines = []
     if invs:
         lines.append("Machine and threads:")
         lines.append("")
@@ -558,18 +545,31 @@ def write_markdown(path: str, store: dict) -> None:
                 )
             )
         lines.append("")
+    return lines
+
+
+def write_markdown(path: str, store: dict) -> None:
+    rows = summarise(store)
+    lines = ["# gene-dag vs published solvers", ""]
+    lines += [
+        "Data: `gene_dag.simulate`: ER / SF graphs with 2 edges per node, weights ±[0.5, 2], "
+        "Gaussian noise sd 1, raw (not standardised) data; the same X for every solver.",
+        f"Solvers: gene-dag `gene_dag.fit(X)` (defaults); DAGMA `DagmaLinear(loss_type='l2').fit(X, lambda1={DAGMA_LAMBDA1})` "
+        f"(README usage, w_threshold 0.3); NOTEARS linear (benchmarks/notears_linear.py, lambda1={NOTEARS_LAMBDA1}, "
+        "loss l2, w_threshold 0.3).",
+        "Time: wall-clock seconds of the fit call. Mean ± sd over seeds of successful runs. "
+        "‘× gene-dag’: sum of the solver's times / sum of gene-dag's times over seeds where both finished "
+        "in the same invocation (range over seeds in brackets); for timeouts, `>` gives the lower bound "
+        "time-limit / gene-dag time.",
+        "",
+    ]
+    lines += invocation_lines(store)
     lines.append(
         "| graph | d | n | solver | ok/runs | SHD | TPR | FDR | predicted (true) | time (s) | × gene-dag | notes |"
     )
     lines.append("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        notes = []
-        if r["timeouts"]:
-            notes.append(f"{r['timeouts']} timeout (> {r['timeout_limit_s']:g} s)")
-        if r["errors"]:
-            notes.append(f"{r['errors']} error")
-        if r["not_dag"]:
-            notes.append(f"{r['not_dag']} not a DAG")
+        notes = status_notes(r)
         ratio = "–"
         if r["solver"] != "gene-dag":
             if r.get("ratio") is not None:
@@ -590,10 +590,27 @@ def write_markdown(path: str, store: dict) -> None:
             f"{_fmt_time(*r['time_s'])} | {ratio} | {'; '.join(notes)} |"
         )
     lines.append("")
+    write_text(path, "\n".join(lines))
+
+
+def status_notes(row: dict) -> list[str]:
+    """Timeouts, errors and non-DAG results of a summary row, for its notes column."""
+    notes = []
+    if row["timeouts"]:
+        notes.append(f"{row['timeouts']} timeout (> {row['timeout_limit_s']:g} s)")
+    if row["errors"]:
+        notes.append(f"{row['errors']} error")
+    if row["not_dag"]:
+        notes.append(f"{row['not_dag']} not a DAG")
+    return notes
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``path`` atomically (a reader never sees half a file)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
-        fh.write("\n".join(lines))
+        fh.write(text)
     os.replace(tmp, path)
 
 
@@ -627,6 +644,49 @@ def _cpu_model():
     except OSError:
         pass
     return platform.processor() or None
+
+
+def invocation_record(args, rep: dict, time_limit, gene_dag_available, why, settings: dict) -> dict:
+    """The ``meta.invocations`` entry: machine, threads, versions, commit and settings of this run."""
+    import numpy as np
+    import scipy
+    import torch
+
+    commit, dirty = _git_info()
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": torch.__version__,
+    }
+    for mod in ("dagma", "gene_dag", "threadpoolctl"):
+        try:
+            from importlib.metadata import version
+
+            versions[mod] = version(mod.replace("_", "-"))
+        except Exception:
+            versions[mod] = None
+    inv = {
+        "id": uuid.uuid4().hex[:8],
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "argv": sys.argv[:],
+        "host": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "n_cpus": os.cpu_count(),
+        "threads": args.threads,
+        "threads_detail": rep,
+        "threads_summary": thread_summary(rep),
+        "time_limit_s": time_limit,
+        "gene_dag_available": gene_dag_available,
+        "gene_dag_unavailable_reason": why,
+        "gene_dag_device": args.device,
+        "cuda_available": bool(torch.cuda.is_available()),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": versions,
+        "settings": settings,
+    }
+    return inv
 
 
 def build_parser(defaults: dict | None = None, description: str | None = None) -> argparse.ArgumentParser:
@@ -694,9 +754,6 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
     set_thread_env(args.threads)  # before numpy / torch are imported
     # A SIGTERM (cluster job killed) unwinds like Ctrl-C, so a running child solver is killed too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    import numpy as np
-    import scipy
-
     store = load_store(args.out, args.fresh, args.threads)
 
     use_gd = "gene-dag" in args.solvers
@@ -709,8 +766,7 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
                 "to add gene-dag (finished runs are kept).",
                 flush=True,
             )
-    import torch  # gene-dag's backend; pinned even when gene-dag is skipped, for a uniform report
-
+    # torch (gene-dag's backend) is pinned even when gene-dag is skipped, for a uniform report
     rep = pin_threads(args.threads, use_torch=True)
     gd_kwargs = {} if args.device == "auto" else {"device": args.device}
 
@@ -720,46 +776,20 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
     except ImportError as exc:
         sys.exit(f"error: gene_dag.simulate / gene_dag.metrics not available yet ({exc}); cannot simulate data.")
 
-    commit, dirty = _git_info()
-    versions = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "torch": torch.__version__,
-    }
-    for mod in ("dagma", "gene_dag", "threadpoolctl"):
-        try:
-            from importlib.metadata import version
-
-            versions[mod] = version(mod.replace("_", "-"))
-        except Exception:
-            versions[mod] = None
-    inv = {
-        "id": uuid.uuid4().hex[:8],
-        "started": _dt.datetime.now().isoformat(timespec="seconds"),
-        "argv": sys.argv[:],
-        "host": socket.gethostname(),
-        "cpu": _cpu_model(),
-        "n_cpus": os.cpu_count(),
-        "threads": args.threads,
-        "threads_detail": rep,
-        "threads_summary": thread_summary(rep),
-        "time_limit_s": time_limit,
-        "gene_dag_available": fit is not None if use_gd else None,
-        "gene_dag_unavailable_reason": why,
-        "gene_dag_device": args.device,
-        "cuda_available": bool(torch.cuda.is_available()),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "versions": versions,
-        "settings": {
+    inv = invocation_record(
+        args,
+        rep,
+        time_limit,
+        gene_dag_available=fit is not None if use_gd else None,
+        why=why,
+        settings={
             "edges_per_node": EDGES_PER_NODE,
             "w_range": W_RANGE,
             "noise_scale": NOISE_SCALE,
             "dagma_lambda1": DAGMA_LAMBDA1,
             "notears_lambda1": NOTEARS_LAMBDA1,
         },
-    }
+    )
     store["meta"].setdefault("invocations", []).append(inv)
     print(
         f"invocation {inv['id']}: threads {args.threads} -> {inv['threads_summary']}; "

@@ -24,6 +24,8 @@ with three more axes:
   ``info["run"]["lambda1_selected"]``. ``notears`` is also accepted.
 
 The store key is (graph, d, n, seed, scale, solver); rerunning a command resumes it.
+Every save merges with the JSON on disk under a lock, so a second invocation (say the
+gene-dag rows) can write into the same store while the first (DAGMA) still runs.
 Every run records the 1-minute load average just before it started and a hash of the X
 it was given (``x_sha1``), so runs of one cell made in different invocations can be
 checked to have seen the same data.
@@ -77,6 +79,33 @@ PEER = "dagma"
 
 def run_key(r) -> tuple:
     return (r["graph"], int(r["d"]), int(r["n"]), int(r["seed"]), r["scale"], r["solver"])
+
+
+def save_merged(path: str, store: dict) -> dict:
+    """Save ``store`` merged with what is on disk, so two invocations can share one JSON.
+
+    Under an exclusive lock: invocations are united by id, runs by key (the later
+    ``finished`` wins). Returns the merged store.
+    """
+    import fcntl
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            with open(path) as fh:
+                disk = json.load(fh)
+            runs = {run_key(r): r for r in store["runs"]}
+            for r in disk["runs"]:
+                mine = runs.get(run_key(r))
+                if mine is None or (r.get("finished") or "") > (mine.get("finished") or ""):
+                    runs[run_key(r)] = r
+            invs = {i["id"]: i for i in disk["meta"].get("invocations", [])}
+            invs.update({i["id"]: i for i in store["meta"].get("invocations", [])})
+            store["runs"] = list(runs.values())
+            store["meta"]["invocations"] = sorted(invs.values(), key=lambda i: i.get("started", ""))
+        cp.save_store(path, store)
+    return store
 
 
 def graph_names(graphs, edges_per_node) -> list[str]:
@@ -304,6 +333,8 @@ def main(argv=None) -> int:
 
     cp.set_thread_env(args.threads)  # before numpy / torch are imported
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.fresh and os.path.exists(args.out):
+        os.remove(args.out)  # else the merge on save would bring its runs back
     store = cp.load_store(args.out, args.fresh, args.threads)
     graphs = graph_names(args.graphs, args.edges_per_node)
     gd_solvers = [s for s in args.solvers if s in GENE_DAG_VARIANTS]
@@ -338,7 +369,7 @@ def main(argv=None) -> int:
             print(f"gene-dag warm-up fit: {time.perf_counter() - t0:.2f} s (untimed)", flush=True)
         except Exception as exc:
             print(f"gene-dag warm-up failed: {exc!r}", flush=True)
-    cp.save_store(args.out, store)
+    store = save_merged(args.out, store)
 
     total = len(args.d) * len(args.seeds) * len(graphs) * len(args.scale) * len(args.solvers)
     k = 0
@@ -382,7 +413,7 @@ def main(argv=None) -> int:
                         )
                         rec.update(sim_seeds=sim_seeds, simulate_s=t_sim, x_sha1=x_sha1)
                         cp.put_run(store, rec, key_of=run_key)
-                        cp.save_store(args.out, store)
+                        store = save_merged(args.out, store)
                         if args.markdown:
                             write_markdown(args.markdown, store)
                         report(k, total, rec, B_true.nnz, time_limit)

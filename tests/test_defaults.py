@@ -18,6 +18,10 @@ def test_the_cli_takes_its_defaults_from_the_settings():
     for name in (
         "lambda1",
         "w_threshold",
+        "standardize",
+        "stability_resamples",
+        "stability_fraction",
+        "stability_min_frequency",
         "acyclicity",
         "device",
         "memory_gb",
@@ -37,6 +41,9 @@ def test_the_workflow_schema_and_config_agree_with_the_settings():
     for name, value in defaults.items():
         assert value == DEFAULTS[name], f"schema default of solver.{name} is {value}, the solver's {DEFAULTS[name]}"
     assert "max_time" not in defaults  # no limit, as in the API
+    stability = schema["$defs"]["solver"]["properties"]["stability"]["properties"]
+    for name, spec in stability.items():
+        assert spec.get("default") == DEFAULTS[f"stability_{name}"], f"solver.stability.{name}"
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for name, value in config["solver"].items():
         assert value == DEFAULTS[name], f"config/config.yaml solver.{name} is {value}, the default {DEFAULTS[name]}"

@@ -41,7 +41,7 @@ def edges(W: sp.spmatrix) -> set[tuple[int, int]]:
 
 
 def solve_cmd(inp: Path, out: Path, *extra: str) -> list[str]:
-    return [GENE_DAG, "solve", str(inp), "--out", str(out), "--device", "cpu", *extra]
+    return [GENE_DAG, "solve", str(inp), "--out", str(out), "--device", "cpu", "--no-standardize", *extra]
 
 
 def wait_for(path: Path, proc: subprocess.Popen, log: Path, limit: float = 240) -> None:
@@ -127,12 +127,13 @@ def test_a_lasso_cut_short_by_max_time_is_resumed_not_skipped(tmp_path):
 
     adata = simulate_adata(d=300, n=1000, graph_type="tf", n_regulators=30, seed=0)
     regulators = list(adata.var_names[adata.var["is_regulator"].to_numpy()])
-    ref = fit(adata, regulators=regulators, device="cpu")
+    ref = fit(adata, regulators=regulators, device="cpu", standardize=False)
     ckpt = tmp_path / "ckpt"
     stopped = fit(
         adata,
         regulators=regulators,
         device="cpu",
+        standardize=False,
         checkpoint=ckpt,
         checkpoint_interval=0,
         max_time=0.0,
@@ -141,7 +142,7 @@ def test_a_lasso_cut_short_by_max_time_is_resumed_not_skipped(tmp_path):
     assert bool(stopped.info["run"]["converged"]) is False
     state = torch.load(ckpt / FILENAME, map_location="cpu", weights_only=True)
     assert state["stage"] == "lasso"  # not marked done
-    resumed = fit(adata, regulators=regulators, device="cpu", checkpoint=ckpt, return_result=True)
+    resumed = fit(adata, regulators=regulators, device="cpu", standardize=False, checkpoint=ckpt, return_result=True)
     assert bool(resumed.info["run"]["converged"]) is True
     assert edges(resumed.adjacency) == edges(ref)
 
@@ -155,11 +156,16 @@ def test_unreadable_checkpoint_is_a_warning_and_a_fresh_start(tmp_path, caplog, 
     (ckpt / FILENAME).write_bytes(content)
     out = tmp_path / "net.h5ad"
     with caplog.at_level(logging.WARNING):
-        assert main(["solve", str(inp), "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu"]) == 0
+        assert (
+            main(
+                ["solve", str(inp), "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "--no-standardize"]
+            )
+            == 0
+        )
     assert "cannot be read" in caplog.text and "starting fresh" in caplog.text
     result = anndata.read_h5ad(out)
     assert bool(result.uns["gene_dag"]["run"]["resumed"]) is False
-    fresh = main(["solve", str(inp), "--out", str(tmp_path / "fresh.h5ad"), "--device", "cpu"])
+    fresh = main(["solve", str(inp), "--out", str(tmp_path / "fresh.h5ad"), "--device", "cpu", "--no-standardize"])
     assert fresh == 0
     assert edges(result.varp["gene_dag"]) == edges(anndata.read_h5ad(tmp_path / "fresh.h5ad").varp["gene_dag"])
     assert edges(adata.varp["true_dag"]) == edges(result.varp["gene_dag"])
@@ -170,12 +176,12 @@ def test_checkpoint_of_the_wrong_shape_is_a_warning_and_a_fresh_start(tmp_path, 
 
     adata = write_data(tmp_path / "in.h5ad", d=10, graph_type="er", edges_per_node=1.0, seed=0)
     ckpt = tmp_path / "ckpt"
-    fit(adata, checkpoint=ckpt, checkpoint_interval=0, device="cpu", max_time=0.0)
+    fit(adata, checkpoint=ckpt, checkpoint_interval=0, device="cpu", standardize=False, max_time=0.0)
     state = torch.load(ckpt / FILENAME, map_location="cpu", weights_only=True)
     state["V"] = torch.zeros(3, 4)  # same problem fingerprint, weights of another shape
     torch.save(state, ckpt / FILENAME)
     with caplog.at_level(logging.WARNING):
-        result = fit(adata, checkpoint=ckpt, device="cpu", return_result=True)
+        result = fit(adata, checkpoint=ckpt, device="cpu", standardize=False, return_result=True)
     assert "does not fit this problem" in caplog.text
     assert bool(result.info["run"]["resumed"]) is False
     assert edges(result.adjacency) == edges(adata.varp["true_dag"])
@@ -188,9 +194,9 @@ def test_checkpoint_written_with_device_auto_resumes_with_device_cpu(tmp_path, c
 
     adata = write_data(tmp_path / "in.h5ad", d=30, graph_type="er", seed=3)
     ckpt = tmp_path / "ckpt"
-    fit(adata, checkpoint=ckpt, checkpoint_interval=0, device="auto", max_time=0.0)
+    fit(adata, checkpoint=ckpt, checkpoint_interval=0, device="auto", max_time=0.0, standardize=False)
     with caplog.at_level(logging.INFO, logger="gene_dag"):
-        result = fit(adata, checkpoint=ckpt, device="cpu", return_result=True)
+        result = fit(adata, checkpoint=ckpt, device="cpu", standardize=False, return_result=True)
     assert "another problem" not in caplog.text
     assert bool(result.info["run"]["resumed"]) is True
 
@@ -234,7 +240,7 @@ def test_paths_are_checked_before_the_solve(tmp_path, capsys):
         (["--out", str(tmp_path / "net.h5ad"), "--regulators", str(tmp_path / "none.txt")], "file not found"),
     ]
     for args, message in cases:
-        status = main(["solve", str(inp), "--device", "cpu", *args])
+        status = main(["solve", str(inp), "--device", "cpu", "--no-standardize", *args])
         err = capsys.readouterr().err
         assert status == 2, args
         assert message in err and err.count("\n") == 1, err

@@ -45,7 +45,14 @@ def prior_table(rows: list[tuple]) -> pd.DataFrame:
 
 def solve(prior=None, regs="true", **settings) -> sp.csr_matrix:
     ad = tf_data()
-    W = fit(ad, regulators=regulators() if regs == "true" else regs, prior=prior, device="cpu", **settings)
+    W = fit(
+        ad,
+        regulators=regulators() if regs == "true" else regs,
+        prior=prior,
+        device="cpu",
+        standardize=False,
+        **settings,
+    )
     assert is_dag(W)
     return W
 

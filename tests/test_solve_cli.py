@@ -57,7 +57,19 @@ def solved(tmp_path_factory):
     regs.write_text("".join(f"{g}\n" for g in ad.var_names[ad.var["is_regulator"].to_numpy()]))
     out = tmp / "out.h5ad"
     status = main(
-        ["solve", str(tmp / "in.h5ad"), "--out", str(out), "--regulators", str(regs), "--device", "cpu", "--seed", "3"]
+        [
+            "solve",
+            str(tmp / "in.h5ad"),
+            "--out",
+            str(out),
+            "--regulators",
+            str(regs),
+            "--device",
+            "cpu",
+            "--no-standardize",
+            "--seed",
+            "3",
+        ]
     )
     assert status == 0
     return ad, out, regs
@@ -86,7 +98,9 @@ def test_output_uns_records_parameters_versions_and_run(solved):
     info = res.uns["gene_dag"]
     assert {"parameters", "versions", "run"} <= set(info)
     params = info["parameters"]
-    assert params["lambda1"] == pytest.approx(0.02) and params["w_threshold"] == pytest.approx(0.3)
+    assert params["lambda1"] == "auto" and params["w_threshold"] == "auto" and params["standardize"] is False
+    # --no-standardize: the automatic values are the raw problem's fixed ones
+    assert info["run"]["lambda1_selected"] == pytest.approx(0.02) and info["run"]["w_threshold_used"] == 0.3
     assert params["seed"] == 3 and params["device"] == "cpu"
     assert params["regulators"] == str(regs) and params["prior"] == "none" and params["layer"] == "X"
     assert params["max_time"] == "none"
@@ -107,7 +121,22 @@ def test_max_time_still_writes_a_dag_marked_not_converged(tmp_path):
     # 0.01 s limit always cuts the run short
     write_data(tmp_path / "in.h5ad", d=30, n=500, graph_type="er", seed=4)
     out = tmp_path / "out.h5ad"
-    assert main(["solve", str(tmp_path / "in.h5ad"), "--out", str(out), "--max-time", "0.01", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                str(tmp_path / "in.h5ad"),
+                "--out",
+                str(out),
+                "--max-time",
+                "0.01",
+                "--device",
+                "cpu",
+                "--no-standardize",
+            ]
+        )
+        == 0
+    )
     res = anndata.read_h5ad(out)
     W = res.varp["gene_dag"]
     assert sp.issparse(W) and W.shape == (30, 30) and is_dag(W)
@@ -231,6 +260,7 @@ def _solve_cmd(inp: Path, out: Path, ckpt: Path) -> list[str]:
         "0",
         "--device",
         "cpu",
+        "--no-standardize",
     ]
 
 
@@ -299,14 +329,17 @@ def test_checkpoint_of_another_problem_is_ignored(tmp_path, caplog):
     # leave a checkpoint of problem a behind: stop it by time, so the file is not cleared
     from gene_dag.solver.api import fit
 
-    fit(anndata.read_h5ad(a), checkpoint=ckpt, checkpoint_interval=0, device="cpu", max_time=0.0)
+    fit(anndata.read_h5ad(a), checkpoint=ckpt, checkpoint_interval=0, device="cpu", standardize=False, max_time=0.0)
     assert (ckpt / CHECKPOINT).exists()
     out = tmp_path / "out.h5ad"
-    assert main(["solve", str(b), "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu"]) == 0
+    assert (
+        main(["solve", str(b), "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "--no-standardize"])
+        == 0
+    )
     assert any("another problem" in r.getMessage() for r in caplog.records)
     res = anndata.read_h5ad(out)
     assert bool(res.uns["gene_dag"]["run"]["resumed"]) is False
-    fresh = main(["solve", str(b), "--out", str(tmp_path / "fresh.h5ad"), "--device", "cpu"])
+    fresh = main(["solve", str(b), "--out", str(tmp_path / "fresh.h5ad"), "--device", "cpu", "--no-standardize"])
     assert fresh == 0
     assert edges(res.varp["gene_dag"]) == edges(anndata.read_h5ad(tmp_path / "fresh.h5ad").varp["gene_dag"])
     assert count_accuracy(ad_b.varp["true_dag"], res.varp["gene_dag"])["shd"] <= 2
@@ -323,14 +356,16 @@ def test_run_stopped_mid_path_resumes_at_its_last_stage(tmp_path, caplog):
     from gene_dag.solver.api import fit
 
     adata = write_data(tmp_path / "in.h5ad", d=30, n=1000, graph_type="er", seed=3)
-    ref = fit(adata, device="cpu")
+    ref = fit(adata, device="cpu", standardize=False)
     ckpt = tmp_path / "ckpt"
-    stopped = fit(adata, checkpoint=ckpt, checkpoint_interval=0, device="cpu", max_time=0.0, return_result=True)
+    stopped = fit(
+        adata, checkpoint=ckpt, checkpoint_interval=0, device="cpu", standardize=False, max_time=0.0, return_result=True
+    )
     assert bool(stopped.info["run"]["converged"]) is False
     state = torch.load(ckpt / CHECKPOINT, map_location="cpu", weights_only=True)
     assert state["stage"] == "core" and int(state["path_stage"]) == 1 and state.get("bucket", 0) == 0
     with caplog.at_level(logging.INFO, logger="gene_dag"):
-        resumed = fit(adata, checkpoint=ckpt, device="cpu", return_result=True)
+        resumed = fit(adata, checkpoint=ckpt, device="cpu", standardize=False, return_result=True)
     assert any("resuming the central path" in r.getMessage() for r in caplog.records)
     assert bool(resumed.info["run"]["resumed"]) is True
     assert edges(resumed.adjacency) == edges(ref)

@@ -5,12 +5,17 @@ edge weight, CSR float32) with the solver's record in ``adata.uns[key]``.
 :func:`export_network` checks that it is a DAG over the AnnData's genes and writes
 
 - ``network.h5ad``: the AnnData (loads with ``sc.read_h5ad`` and nothing else),
-- ``edges.tsv``: ``source, target, weight`` sorted by ``|weight|`` (largest first),
+- ``edges.tsv``: the network's edges and, when the solver scored them, the best-ranked
+  candidates below the threshold: ``source, target, weight`` (data units, the solved
+  weight before the threshold), ``weight_std`` (standardised), ``score`` (the ranking
+  score), ``in_network`` and, with stability resamples, ``selection_frequency`` and
+  ``orientation_frequency``; network edges first, each part by score (or |weight|),
 - ``network.graphml``: every gene a node (degrees, ``has_targets``), every edge weighted,
 - ``summary.json``: counts, degree statistics, top regulators, convergence, prior report,
 - optionally a decoupler network (``source, target, weight``; signed) and a pySCENIC
-  adjacency table (``TF, target, importance``; importance = ``|weight|``, as GRNBoost's
-  importances carry no sign).
+  adjacency table (``TF, target, importance``, every ranked candidate, importance = the
+  score, or ``|weight|`` for a network without scores: like GRNBoost2's importances it
+  has no sign and ranks, so pySCENIC's top-k and per-target rules apply).
 
 Every file is written atomically (a failed export leaves no partial file).
 """
@@ -30,6 +35,10 @@ from gene_dag.graph import is_dag
 log = logging.getLogger(__name__)
 
 EDGE_COLUMNS = ("source", "target", "weight")
+#: Candidates below the threshold that ``edges.tsv`` lists: this many times the network's
+#: edges, and at least MIN_CANDIDATES.
+CANDIDATES_PER_EDGE = 10
+MIN_CANDIDATES = 1000
 CONVERGENCE_KEYS = (
     "converged", "timed_out", "score", "h", "iterations", "lasso_iterations", "core_rounds",
     "wall_time_s", "total_wall_time_s", "device",
@@ -65,15 +74,57 @@ def decoupler_table(W: sp.spmatrix, genes) -> pd.DataFrame:
     return edges_table(W, genes)
 
 
-def pyscenic_table(W: sp.spmatrix, genes) -> pd.DataFrame:
-    """Return the network as pySCENIC adjacencies: ``TF, target, importance`` (= |weight|), strongest first."""
-    table = edges_table(W, genes)
+def pyscenic_table(W: sp.spmatrix, genes, scores: sp.spmatrix | None = None) -> pd.DataFrame:
+    """Return pySCENIC adjacencies ``TF, target, importance``, strongest first.
+
+    importance = ``scores`` over every scored candidate when given, else |weight| of the
+    network's edges.
+    """
+    table = edges_table(W if scores is None else abs(sp.csr_matrix(scores)), genes)
     return pd.DataFrame({"TF": table["source"], "target": table["target"], "importance": table["weight"].abs()})
 
 
-def read_edges(path) -> pd.DataFrame:
-    """Read an ``edges.tsv`` written by :func:`export_network`."""
-    return pd.read_csv(path, sep="\t", dtype={"source": str, "target": str, "weight": float}, keep_default_na=False)
+def ranked_edges(adata, W: sp.csr_matrix, key: str = "gene_dag", max_candidates: int | None = None) -> pd.DataFrame:
+    """Return the network's edges and its best-ranked candidates as one table (module docstring).
+
+    Without a ``varp[key + "_score"]`` (a network not made by gene-dag's solver), the
+    table is the network alone, ``source, target, weight``.
+    """
+    varp = adata.varp
+    if key + "_score" not in varp:
+        return edges_table(W, adata.var_names)
+    score = sp.csr_matrix(varp[key + "_score"], dtype=np.float64)
+    network = sp.csr_matrix(W, dtype=bool).astype(np.float64)
+    limit = max_candidates if max_candidates is not None else max(CANDIDATES_PER_EDGE * W.nnz, MIN_CANDIDATES)
+    # every network edge, then the best candidates: select on score + 2 x in_network
+    rank = (score + 2.0 * network).tocoo()  # network edges first, even one the ranking did not score
+    keep = np.argsort(-rank.data, kind="stable")[: W.nnz + limit]
+    rows, cols = rank.row[keep], rank.col[keep]
+    genes = np.asarray(adata.var_names, dtype=str)
+    cont = sp.csr_matrix(varp.get(key + "_continuous", W), dtype=np.float64)
+    weight = np.asarray(cont[rows, cols]).ravel()
+    in_net = np.asarray(network[rows, cols]).ravel() > 0
+    weight = np.where(in_net, np.asarray(W[rows, cols]).ravel(), weight)
+    table = pd.DataFrame({"source": genes[rows], "target": genes[cols], "weight": weight.astype(np.float32)})
+    sd = adata.var.get(key + "_sd")
+    if sd is not None:
+        sd = np.asarray(sd, dtype=np.float64)
+        safe = np.where(sd > 0, sd, 1.0)
+        table["weight_std"] = (weight * safe[rows] / safe[cols]).astype(np.float32)
+    table["score"] = np.asarray(score[rows, cols]).ravel().astype(np.float32)
+    table["in_network"] = in_net
+    for name, column in ((key + "_selection", "selection_frequency"), (key + "_orientation", "orientation_frequency")):
+        if name in varp:
+            table[column] = np.asarray(sp.csr_matrix(varp[name])[rows, cols]).ravel().astype(np.float32)
+    return table.iloc[np.lexsort((-table["score"].to_numpy(), ~in_net))].reset_index(drop=True)
+
+
+def read_edges(path, *, network_only: bool = False) -> pd.DataFrame:
+    """Read an ``edges.tsv`` written by :func:`export_network` (``network_only``: drop the candidates)."""
+    table = pd.read_csv(path, sep="\t", dtype={"source": str, "target": str, "weight": float}, keep_default_na=False)
+    if network_only and "in_network" in table:
+        table = table[table["in_network"].astype(str).str.lower() == "true"].reset_index(drop=True)
+    return table
 
 
 def graph(W: sp.spmatrix, genes):
@@ -191,7 +242,7 @@ def export_network(
     if h5ad is not None:
         io.write_h5ad(adata, h5ad)
     if edges is not None:
-        io.write_table(edges_table(W, adata.var_names), edges)
+        io.write_table(ranked_edges(adata, W, key), edges)
     if graphml is not None:
         import networkx as nx
 
@@ -202,7 +253,7 @@ def export_network(
     if decoupler is not None:
         io.write_table(decoupler_table(W, adata.var_names), decoupler)
     if pyscenic is not None:
-        io.write_table(pyscenic_table(W, adata.var_names), pyscenic)
+        io.write_table(pyscenic_table(W, adata.var_names, adata.varp.get(key + "_score")), pyscenic)
     log.info(
         "%s: %d genes, %d edges, %d regulators with targets",
         source,

@@ -560,7 +560,9 @@ def read_network(path: str | os.PathLike, key: str = "gene_dag"):
         A ``network.h5ad`` (``varp[key]``, row = regulator, column = target; every gene
         becomes a node, with ``out_degree``, ``in_degree`` and ``has_targets``) or an
         ``edges.tsv`` (``source``, ``target``, ``weight`` and optional further numeric
-        columns such as ``stability``; only genes with edges become nodes).
+        columns such as ``stability``; only genes with edges become nodes; of a table
+        with an ``in_network`` column, as gene-dag writes it, only the network's edges,
+        not the ranked candidates below the threshold).
     key
         ``varp`` key of an ``.h5ad`` network.
 
@@ -602,6 +604,11 @@ def read_network(path: str | os.PathLike, key: str = "gene_dag"):
         raise InputError(
             f"edge table lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, table.columns))})", path
         )
+    if "in_network" in table.columns:
+        flags = table.pop("in_network").astype(str).str.strip().str.lower()
+        if not flags.isin(["true", "false"]).all():
+            raise InputError("column 'in_network' holds values other than True and False", path)
+        table = table[flags.to_numpy() == "true"]
     extra = [c for c in table.columns if c not in ("source", "target")]
     for col in extra:
         values = pd.to_numeric(table[col], errors="coerce")

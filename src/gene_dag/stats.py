@@ -203,47 +203,198 @@ def compute_stats(
     dtype
         dtype of the returned ``cov`` (float64 or float32); sums are always float64.
     """
+    _device_and_dtype(device, dtype)
+    strata = _accumulate(
+        data, regulators, layer=layer, memory_gb=memory_gb, device=device, progress=progress, block_rows=block_rows
+    )
+    stats = strata.combine(scale=scale, dtype=dtype)
+    _warn_degenerate(stats, strata.source)
+    return stats
+
+
+@dataclass
+class StrataStats:
+    """Per-stratum statistics from one pass: any union of strata combines into SufficientStats.
+
+    A stratum is a set of cells (a chunk of cells for stability resamples, a cell type,
+    or both). ``cov[s]`` is the k x d covariance of stratum ``s`` about its own mean
+    (ddof=0), so unions combine exactly, without a second pass, by the parallel formula
+    of Chan, Golub & LeVeque (1979): scatter = sum of n_s (cov_s + (m_s - m)(m_s - m)^T).
+    """
+
+    genes: np.ndarray
+    regulators: np.ndarray
+    n: np.ndarray  # (S,) cells per stratum
+    mean: np.ndarray  # (S, d)
+    var: np.ndarray  # (S, d)
+    cov: np.ndarray  # (S, k, d)
+    share: np.ndarray  # (S, d) largest one-cell share of each stratum's variance
+    source: str | None = None
+
+    @property
+    def n_strata(self) -> int:
+        """Number of strata."""
+        return len(self.n)
+
+    def combine(
+        self,
+        members: Sequence[int] | np.ndarray | None = None,
+        groups: Sequence[int] | np.ndarray | None = None,
+        *,
+        scale: bool = False,
+        dtype: type | np.dtype = np.float64,
+    ) -> SufficientStats:
+        """Return the statistics of the cells of strata ``members`` (default all).
+
+        ``groups`` (one integer per stratum) centres each group on its own mean first:
+        the statistics of group-centred data, in which differences between the groups'
+        means (cell types, batches) do not appear as covariance.
+        """
+        members = np.arange(self.n_strata) if members is None else np.asarray(members, dtype=np.int64)
+        members = members[self.n[members] > 0]
+        labels = np.zeros(self.n_strata, np.int64) if groups is None else np.asarray(groups, np.int64)
+        n_s = self.n[members].astype(np.float64)
+        n = float(n_s.sum())
+        mean = (n_s[:, None] * self.mean[members]).sum(0) / n
+        reg = self.regulators
+        d, k = len(self.genes), len(reg)
+        var = np.zeros(d)
+        if members.size == 1:  # one stratum: its own statistics (one copy, no k x d temporaries)
+            scatter = self.cov[members[0]] * n
+            var = self.var[members[0]] * n
+            groups_present: np.ndarray = np.zeros(0, np.int64)
+        else:
+            scatter = np.zeros((k, d))
+            groups_present = np.unique(labels[members])
+        for g in groups_present:
+            part = members[labels[members] == g]
+            w = self.n[part].astype(np.float64)
+            centre = (w[:, None] * self.mean[part]).sum(0) / w.sum()
+            for s_, ws in zip(part, w, strict=True):
+                dev = self.mean[s_] - centre
+                scatter += ws * self.cov[s_]
+                scatter += np.outer(ws * dev[reg], dev)
+                var += ws * (self.var[s_] + dev * dev)
+        var /= n
+        cov = scatter / n
+        cov[np.arange(k), reg] = var[reg]
+        zero = np.sqrt(var) <= ZERO_VARIANCE_RTOL * np.abs(mean)
+        std = np.where(zero, 0.0, np.sqrt(var))
+        # exact for one stratum; across strata, the largest stratum-level share rescaled
+        safe = np.where(var > 0, n * var, 1.0)
+        share = np.max(self.share[members] * (n_s[:, None] * self.var[members]) / safe, axis=0)
+        share = np.where(zero, 0.0, np.clip(share, 0.0, 1.0))
+        cov[:, zero] = 0
+        cov[zero[reg]] = 0
+        if scale:
+            denom = np.where(zero, 1.0, std)
+            cov /= denom[reg, None]
+            cov /= denom[None, :]
+        return SufficientStats(
+            genes=self.genes,
+            regulators=reg,
+            n=int(n),
+            mean=mean,
+            std=std,
+            cov=cov.astype(dtype, copy=False),
+            scaled=bool(scale),
+            zero_variance=zero,
+            max_cell_share=share,
+        )
+
+
+def compute_strata_stats(
+    data: Any,
+    strata: np.ndarray,
+    regulators: Sequence[str] | Sequence[int] | np.ndarray | None = None,
+    *,
+    layer: str | None = None,
+    memory_gb: float = 2.0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> StrataStats:
+    """Stream ``data`` once and return the statistics of each stratum of cells.
+
+    ``strata`` gives each cell's stratum, an integer from 0 to S - 1; the other
+    arguments are those of :func:`compute_stats`. The accumulators take S times the
+    memory of one (``8 S k d`` bytes), within ``memory_gb``.
+    """
+    labels = np.asarray(strata)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+        raise ConfigError("strata must be one non-negative integer per cell")
+    return _accumulate(
+        data, regulators, layer=layer, memory_gb=memory_gb, device=device, progress=progress, strata=labels
+    )
+
+
+def _accumulate(
+    data: Any,
+    regulators: Any,
+    *,
+    layer: str | None,
+    memory_gb: float,
+    device: str,
+    progress: bool,
+    block_rows: int | None = None,
+    strata: np.ndarray | None = None,
+) -> StrataStats:
+    """Make the one pass over the cells behind :func:`compute_stats` and :func:`compute_strata_stats`."""
     import torch
 
-    dev, dtype = _device_and_dtype(device, dtype)
+    dev, _ = _device_and_dtype(device, np.float64)
     with _open(data, layer) as (matrix, genes, source):
         n, d = matrix.shape
         if n == 0 or d == 0:
             raise InputError(f"empty expression matrix: {n} cells x {d} genes", source)
+        if strata is not None and strata.shape != (n,):
+            raise ConfigError(f"strata has {strata.shape[0]} entries for {n} cells")
+        n_strata = 1 if strata is None else int(strata.max()) + 1
         reg = _resolve_regulators(regulators, genes, source)
-        plan = _plan(matrix, len(reg), memory_gb=memory_gb, dev=dev, dtype=dtype, block_rows=block_rows)
+        plan = _plan(
+            matrix, len(reg), memory_gb=memory_gb, dev=dev, dtype=np.float64, block_rows=block_rows, copies=n_strata
+        )
         log.info(
-            "stats: %d cells x %d genes, %d regulators, %s blocks of %d rows on %s "
+            "stats: %d cells x %d genes, %d regulators, %d strata, %s blocks of %d rows on %s "
             "(torch threads %d, %d product thread(s))",
             n,
             d,
             len(reg),
+            n_strata,
             "sparse" if plan.sparse else "dense",
             plan.rows,
             dev,
             torch.get_num_threads(),
             plan.threads,
         )
-        acc = _Accumulator(reg, d, dev, plan)
+        accs = [_Accumulator(reg, d, dev, plan) for _ in range(n_strata)]
         with _Progress(n, enabled=progress) as bar:
             for start, stop, block in io.iter_row_blocks(matrix, plan.rows):
                 io.check_finite_block(block, start, genes, source)
-                acc.add(block)
+                _add_block(accs, block, None if strata is None else strata[start:stop])
                 bar.update(stop - start)
-        mean, std, cov, zero, share = acc.finish(scale=scale)
-    stats = SufficientStats(
+        parts = [acc.finish(scale=False) if acc.n else None for acc in accs]
+    k = len(reg)
+    empty = (np.zeros(d), np.zeros(d), np.zeros((k, d)), np.ones(d, bool), np.zeros(d))
+    parts = [p if p is not None else empty for p in parts]
+    return StrataStats(
         genes=genes,
         regulators=reg,
-        n=n,
-        mean=mean,
-        std=std,
-        cov=cov if cov.dtype == dtype else cov.astype(dtype),
-        scaled=bool(scale),
-        zero_variance=zero,
-        max_cell_share=share,
+        n=np.array([acc.n for acc in accs], dtype=np.int64),
+        mean=np.stack([p[0] for p in parts]).astype(np.float64),
+        var=np.stack([p[1].astype(np.float64) ** 2 for p in parts]),
+        cov=np.stack([p[2] for p in parts]).astype(np.float64, copy=False),
+        share=np.stack([p[4] for p in parts]).astype(np.float64),
+        source=source,
     )
-    _warn_degenerate(stats, source)
-    return stats
+
+
+def _add_block(accs: list, block: Any, labels: np.ndarray | None) -> None:
+    """Add a row block to the accumulators of its cells' strata."""
+    if labels is None:
+        accs[0].add(block)
+        return
+    for s_ in np.unique(labels):
+        accs[s_].add(block[np.flatnonzero(labels == s_)])
 
 
 def _device_and_dtype(device: str, dtype: type | np.dtype) -> tuple[Any, np.dtype]:
@@ -377,7 +528,9 @@ def _is_sparse_source(matrix: Any) -> bool:
     return sp.issparse(matrix) or getattr(matrix, "format", None) == "csr"
 
 
-def _plan(matrix: Any, k: int, *, memory_gb: float, dev: Any, dtype: np.dtype, block_rows: int | None) -> _Plan:
+def _plan(
+    matrix: Any, k: int, *, memory_gb: float, dev: Any, dtype: np.dtype, block_rows: int | None, copies: int = 1
+) -> _Plan:
     """Block rows and product layout from the memory budget (formula: module docstring)."""
     import torch
 
@@ -388,7 +541,7 @@ def _plan(matrix: Any, k: int, *, memory_gb: float, dev: Any, dtype: np.dtype, b
     per_value = io.stored_values_per_row(matrix)
     sparse_source = _is_sparse_source(matrix)
     sparse = sparse_source and dev.type == "cpu" and per_value <= DENSE_ABOVE_DENSITY * d
-    fixed = 8 * k * d + (8 * k * d if dev.type != "cpu" else 0) + (4 * k * d if dtype == np.float32 else 0)
+    fixed = copies * (8 * k * d + (8 * k * d if dev.type != "cpu" else 0)) + (4 * k * d if dtype == np.float32 else 0)
     threads, chunk = 1, k
     if sparse:
         threads = max(1, min(torch.get_num_threads(), k))

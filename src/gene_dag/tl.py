@@ -53,6 +53,7 @@ def learn_dag(
     layer: str | None = None,
     regulators: Sequence[str] | str | Path | None = None,
     prior: pd.DataFrame | str | Path | None = None,
+    groupby: str | None = None,
     key_added: str = "gene_dag",
     copy: bool = False,
     **solver_options: Any,
@@ -69,20 +70,39 @@ def learn_dag(
         Gene names (or a file, one per line) that edges may leave; ``None``: any gene.
     prior
         Edge prior: a table or TSV path with ``source, target, type[, weight]``.
+    groupby
+        An ``obs`` column of cell groups (cell types, batches): one network pooled over
+        all cells, from the statistics of group-centred data, so that differences
+        between the groups' means do not become edges.
     key_added
         Key in ``varp`` and ``uns``.
     copy
         Work on a copy and return it.
     **solver_options
-        Passed to :func:`gene_dag.fit`: ``lambda1``, ``w_threshold``, ``acyclicity``,
-        ``device``, ``memory_gb``, ``seed``, ``max_time``, ``checkpoint``, ...
+        Passed to :func:`gene_dag.fit`: ``lambda1``, ``w_threshold``, ``standardize``,
+        ``acyclicity``, ``device``, ``memory_gb``, ``seed``, ``max_time``,
+        ``stability_resamples``, ``checkpoint``, ...
 
     Returns
     -------
-    ``None``, or the AnnData when ``copy``. Sets
+    ``None``, or the AnnData when ``copy``. Sets (all d x d CSR, row = regulator,
+    column = target)
 
     ``adata.varp[key_added]``
-        d x d CSR float32 weights, row = regulator, column = target (a DAG).
+        The network (a DAG): float32 weights in the data's units.
+    ``adata.varp[key_added + "_std"]``
+        The same edges as standardised effects (standard deviations of the target per
+        standard deviation of the regulator).
+    ``adata.varp[key_added + "_continuous"]``
+        The solved weights before the threshold (data units): below-threshold candidates.
+    ``adata.varp[key_added + "_score"]``
+        The ranking score of every candidate edge (:mod:`gene_dag.solver.ranking`),
+        network edges and below-threshold candidates alike: rank by it for a top-k list.
+    ``adata.varp[key_added + "_selection"]``, ``adata.varp[key_added + "_orientation"]``
+        With ``stability_resamples``: selection and orientation frequencies
+        (:mod:`gene_dag.stability`).
+    ``adata.var[key_added + "_sd"]``
+        Each gene's standard deviation, which converts the two units.
     ``adata.uns[key_added]``
         ``parameters`` (solver settings, plus ``layer``, ``regulators``, ``prior``),
         ``versions`` and ``run`` (``converged``, ``score``, ``final_h``, iterations,
@@ -95,13 +115,19 @@ def learn_dag(
     if layer == "raw" and (adata.raw is None or not adata.raw.var_names.equals(adata.var_names)):
         raise ConfigError("layer='raw' needs adata.raw with the same genes as adata.var (use adata.raw.to_adata())")
     start = time.monotonic()
-    result = fit(adata, regulators=regulators, prior=prior, layer=layer, return_result=True, **solver_options)
+    result = fit(
+        adata, regulators=regulators, prior=prior, layer=layer, groups=groupby, return_result=True, **solver_options
+    )
     if not is_dag(result.adjacency):
         raise RuntimeError("the solver returned a graph with a cycle")  # the solver guarantees a DAG
-    adata.varp[key_added] = result.adjacency
+    _store_matrices(adata, result, key_added)
     record = result.info
     record["parameters"].update(
-        input="AnnData", layer=layer or "X", regulators=_describe(regulators), prior=_describe(prior)
+        input="AnnData",
+        layer=layer or "X",
+        regulators=_describe(regulators),
+        prior=_describe(prior),
+        groupby=groupby or "none",
     )
     record["run"]["total_wall_time_s"] = time.monotonic() - start
     record["run"]["n_edges"] = int(result.adjacency.nnz)
@@ -112,9 +138,25 @@ def learn_dag(
             "(uns[%r]['run']['converged'] is False)",
             key_added,
         )
-    if result.adjacency.nnz == 0:
-        log.warning("the learned network has no edges (try a smaller lambda1 or w_threshold)")
     return adata if copy else None
+
+
+def _store_matrices(adata: AnnData, result, key: str) -> None:
+    """Write the network and its companions (see :func:`learn_dag`) into ``varp`` and ``var``."""
+    adata.varp[key] = result.adjacency
+    for suffix, matrix in (
+        ("_std", result.adjacency_std),
+        ("_continuous", result.weights_continuous),
+        ("_score", result.scores),
+        ("_selection", result.selection_frequency),
+        ("_orientation", result.orientation_frequency),
+    ):
+        if matrix is not None:
+            adata.varp[key + suffix] = sp.csr_matrix(matrix, dtype=np.float32)
+        elif key + suffix in adata.varp:
+            del adata.varp[key + suffix]  # a stale companion of an earlier network under this key
+    if result.gene_sd is not None:
+        adata.var[key + "_sd"] = np.asarray(result.gene_sd, dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -186,7 +186,7 @@ def preprocess_args(wildcards):
     args += ["--orientation", ds["orientation"]]
     args += ["--min-genes", ds["qc"]["min_genes"], "--min-cells", ds["qc"]["min_cells"]]
     for key, flag in (("layer", "--layer"), ("groupby", "--groupby"), ("target_sum", "--target-sum")):
-        if key in ds:
+        if key in ds and not (key == "groupby" and ds.get("pool_groups")):  # pooled: one group, centred in solve
             args += [flag, ds[key]]
     if ds["scale"]:
         args.append("--scale")
@@ -352,18 +352,32 @@ def solve_cluster_resources():
 def solve_settings(wildcards):
     """Solver options (a function of the wildcards only, so Snakemake reruns solve when they change)."""
     settings = solver_settings(wildcards.dataset)
+    stability = settings.get("stability", {})
     args = [
-        "--lambda1", settings["lambda1"],
-        "--w-threshold", settings["w_threshold"],
+        "--lambda1", _auto(settings["lambda1"]),
+        "--w-threshold", _auto(settings["w_threshold"]),
+        "--standardize" if settings["standardize"] else "--no-standardize",
         "--acyclicity", settings["acyclicity"],
         "--device", settings["device"],
         "--seed", CONFIG["seed"],
+        "--stability-resamples", stability.get("resamples", 0),
+        "--stability-fraction", stability.get("fraction", 0.5),
     ]  # fmt: skip
+    if "min_frequency" in stability:
+        args += ["--stability-min-frequency", stability["min_frequency"]]
+    ds = DATASETS[wildcards.dataset]
+    if ds.get("pool_groups") and "groupby" in ds:
+        args += ["--groupby", ds["groupby"]]
     if "core_threads" in settings:
         args += ["--core-threads", settings["core_threads"]]
     if "max_time" in settings:
         args += ["--max-time", settings["max_time"]]
     return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def _auto(value):
+    """A setting the solver chooses from the data when null."""
+    return "auto" if value is None else value
 
 
 def solve_memory(wildcards, resources):

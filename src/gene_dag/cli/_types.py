@@ -62,3 +62,15 @@ positive_float = bounded(float, low=0.0, low_open=True)
 nonnegative_int = bounded(int, low=0)
 positive_int = bounded(int, low=1)
 seed = bounded(int, low=0, high=MAX_SEED)
+fraction = bounded(float, low=0.0, high=1.0)
+open_fraction = bounded(float, low=0.0, high=1.0, low_open=True, high_open=True)
+
+
+def auto_or(parse: Callable[[str], float | int]) -> Callable[[str], float | int | None]:
+    """An argparse ``type=``: ``auto`` (None: chosen from the data) or what ``parse`` accepts."""
+
+    def parse_auto(text: str) -> float | int | None:
+        return None if text.strip().lower() == "auto" else parse(text)
+
+    parse_auto.__name__ = parse.__name__
+    return parse_auto

@@ -8,8 +8,18 @@ import os
 import time
 from pathlib import Path
 
-from gene_dag.cli._types import MAX_SEED, nonnegative_float, positive_float, positive_int, seed
-from gene_dag.solver.settings import ACYCLICITY_CHOICES, DEFAULTS
+from gene_dag.cli._types import (
+    MAX_SEED,
+    auto_or,
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+    seed,
+)
+from gene_dag.solver.settings import ACYCLICITY_CHOICES, DEFAULTS, RAW_W_THRESHOLD, STANDARDIZED_W_THRESHOLD
 
 log = logging.getLogger("gene_dag.solve")
 
@@ -27,18 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="use this layer instead of X ('raw' for .raw.X)")
     p.add_argument("--regulators", help="file with one regulator gene name per line")
     p.add_argument("--prior", help="TSV with source, target, type[, weight]")
-    p.add_argument(
-        "--lambda1",
-        type=nonnegative_float,
-        default=DEFAULTS["lambda1"],
-        help=f"L1 penalty (default {DEFAULTS['lambda1']})",
-    )
-    p.add_argument(
-        "--w-threshold",
-        type=nonnegative_float,
-        default=DEFAULTS["w_threshold"],
-        help=f"|w| threshold (default {DEFAULTS['w_threshold']})",
-    )
+    _add_sparsity_options(p)
     p.add_argument(
         "--acyclicity",
         choices=ACYCLICITY_CHOICES,
@@ -73,6 +72,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after S seconds with the best DAG so far (the checkpoint is kept: a rerun resumes)",
     )
     p.set_defaults(func=run)
+
+
+def _add_sparsity_options(p: argparse.ArgumentParser) -> None:
+    """Add the options of λ, the threshold, standardisation, groups and stability resamples."""
+    p.add_argument(
+        "--lambda1",
+        type=auto_or(nonnegative_float),
+        default=DEFAULTS["lambda1"],
+        help="L1 penalty, or auto (default): chosen by the extended BIC along a lambda path",
+    )
+    p.add_argument(
+        "--w-threshold",
+        type=auto_or(nonnegative_float),
+        default=DEFAULTS["w_threshold"],
+        help=f"|w| threshold, or auto (default): {STANDARDIZED_W_THRESHOLD} standardised, "
+        f"{RAW_W_THRESHOLD} with --no-standardize",
+    )
+    p.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS["standardize"],
+        help="solve on standardised genes (default); --no-standardize solves on the data's units",
+    )
+    p.add_argument(
+        "--groupby",
+        help="obs column of cell groups: one network pooled over them, on group-centred statistics",
+    )
+    p.add_argument(
+        "--stability-resamples",
+        type=nonnegative_int,
+        default=DEFAULTS["stability_resamples"],
+        help="even number of cell resamples for edge selection/orientation frequencies (default 0: none)",
+    )
+    p.add_argument(
+        "--stability-fraction",
+        type=open_fraction,
+        default=DEFAULTS["stability_fraction"],
+        help=f"share of cells per resample (default {DEFAULTS['stability_fraction']})",
+    )
+    p.add_argument(
+        "--stability-min-frequency",
+        type=fraction,
+        default=DEFAULTS["stability_min_frequency"],
+        help="keep only edges selected in at least this share of resamples (default: keep all)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,9 +173,14 @@ def _learn(args: argparse.Namespace, adata) -> None:
         adata,
         regulators=args.regulators,
         prior=args.prior,
+        groupby=args.groupby,
         checkpoint=args.checkpoint,
         lambda1=args.lambda1,
         w_threshold=args.w_threshold,
+        standardize=args.standardize,
+        stability_resamples=args.stability_resamples,
+        stability_fraction=args.stability_fraction,
+        stability_min_frequency=args.stability_min_frequency,
         acyclicity=args.acyclicity,
         device=args.device,
         memory_gb=args.memory_gb,

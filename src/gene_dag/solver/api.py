@@ -14,21 +14,44 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from gene_dag.errors import ConfigError, InputError
 from gene_dag.prior import EdgeMask, build_mask, read_edge_prior, read_regulators
-from gene_dag.solver.driver import solve
-from gene_dag.solver.settings import SolverSettings, resolve_device, settings_from
+from gene_dag.solver.driver import SolveResult, solve
+from gene_dag.solver.lambda_path import LambdaPath, at_lambda, select_lambda
+from gene_dag.solver.ranking import edge_scores, rescale, to_gene_rows, unit_weights
+from gene_dag.solver.settings import SolverSettings, resolve_device, resolved, settings_from
+from gene_dag.stability import EdgeCounts, chunk_labels, resample_plan
+from gene_dag.stats import StrataStats, SufficientStats, compute_stats, compute_strata_stats
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FitResult:
-    """The learned DAG and its provenance (what ``uns["gene_dag"]`` stores)."""
+    """The learned DAG, its edge scores and its provenance (what ``uns["gene_dag"]`` stores).
 
-    adjacency: sp.csr_matrix  # d × d, row = regulator, column = target, float32
+    All matrices are d × d CSR, row = regulator, column = target.
+    """
+
+    adjacency: sp.csr_matrix  # the network in the data's units, float32
     genes: np.ndarray
     mask: EdgeMask
     info: dict
+    adjacency_std: sp.csr_matrix | None = None  # the same edges, standardised effects
+    weights_continuous: sp.csr_matrix | None = None  # solved weights before the threshold, data units
+    scores: sp.csr_matrix | None = None  # ranking score of every candidate edge (solver.ranking)
+    selection_frequency: sp.csr_matrix | None = None  # with stability_resamples
+    orientation_frequency: sp.csr_matrix | None = None
+    gene_sd: np.ndarray | None = None  # each gene's standard deviation (converts the units)
+
+
+@dataclass
+class Network:
+    """One solve on one set of statistics: the λ path, the solver's result, the units."""
+
+    path: LambdaPath
+    result: SolveResult
+    settings: SolverSettings  # with the λ used
 
 
 def _genes_of(data: Any, genes: list[str] | None) -> np.ndarray:
@@ -48,51 +71,254 @@ def fit(
     prior: pd.DataFrame | str | Path | None = None,
     genes: list[str] | None = None,
     layer: str | None = None,
+    groups: Any = None,
     checkpoint: str | Path | None = None,
     return_result: bool = False,
     **options: Any,
 ) -> sp.csr_matrix | FitResult:
     """Learn a DAG over all genes of ``data`` (cells × genes array, sparse matrix or AnnData).
 
-    ``regulators``: names (or a file, one per line) that edges may leave; ``prior``:
-    an edge table (or TSV path) with source, target, type[, weight]. Other keyword
-    options are :class:`SolverSettings` fields (lambda1, w_threshold, acyclicity,
-    device, memory_gb, seed, max_time, ...). Returns the d × d weighted adjacency
-    (CSR, row = cause), or a :class:`FitResult` when ``return_result``.
-    """
-    from gene_dag.stats import compute_stats
+    Parameters
+    ----------
+    data
+        Cells × genes: an array, a sparse matrix, an AnnData or an ``.h5ad`` path.
+    regulators
+        Names (or a file, one per line) that edges may leave; ``None``: any gene.
+    prior
+        An edge table (or TSV path) with source, target, type[, weight].
+    genes
+        Gene names for an array without them.
+    layer
+        For AnnData or a path: None (X), ``"raw"`` or a layer name.
+    groups
+        Cell groups (one label per cell, or an ``obs`` column of an AnnData) to centre
+        on their own means before the statistics: one network pooled over the groups in
+        which differences between the groups' means (cell types, batches) are not edges.
+    checkpoint
+        A directory: the solve checkpoints there and a rerun resumes.
+    return_result
+        Return a :class:`FitResult` instead of the adjacency.
+    **options
+        :class:`SolverSettings` fields (lambda1, w_threshold, standardize, acyclicity,
+        device, memory_gb, seed, max_time, stability_resamples, ...).
 
+    Returns
+    -------
+    The d × d weighted adjacency in the data's units (CSR, row = cause), or a
+    :class:`FitResult` when ``return_result``.
+    """
     settings = settings_from(**options)
     gene_names = _genes_of(data, genes)
+    mask = _mask(gene_names, regulators, prior)
+    cells = CellStrata.of(data, groups, settings)
+    strata, stats = _statistics(data, cells, mask, settings, layer)
+    net = learn_network(stats, mask, settings, checkpoint=checkpoint)
+    counts = None
+    if settings.stability_resamples:
+        counts = resample_counts(strata, cells, mask, net, range(settings.stability_resamples))
+    result = _result(stats, mask, net, counts, settings=settings, gene_names=gene_names)
+    result.info["run"].update(groups=cells.describe())
+    return result if return_result else result.adjacency
+
+
+def _mask(gene_names: np.ndarray, regulators, prior) -> EdgeMask:
     sources = " + ".join(str(p) for p in (regulators, prior) if isinstance(p, (str, Path))) or "prior"
     if isinstance(regulators, (str, Path)):
         regulators = read_regulators(regulators)
     if isinstance(prior, (str, Path)):
         prior = read_edge_prior(prior)
-    mask = build_mask(gene_names, regulators, prior, source=sources)
-    stats = compute_stats(
-        data,
+    return build_mask(gene_names, regulators, prior, source=sources)
+
+
+@dataclass
+class CellStrata:
+    """How the cells are split for one pass: chunks (stability) within groups (centring)."""
+
+    labels: np.ndarray | None  # each cell's stratum, or None for one stratum
+    n_chunks: int
+    group_names: list[str]
+    seed: int
+
+    @classmethod
+    def of(cls, data: Any, groups: Any, settings: SolverSettings) -> CellStrata:
+        """Strata of ``data``'s cells for these ``groups`` and stability settings."""
+        m = settings.stability_chunks if settings.stability_resamples else 1
+        codes, names = _group_codes(data, groups)
+        if codes is None and m == 1:
+            return cls(None, 1, [], settings.seed)
+        n = _n_cells(data)
+        chunks = chunk_labels(n, m, settings.seed) if m > 1 else np.zeros(n, np.int64)
+        base = np.zeros(n, np.int64) if codes is None else codes
+        return cls(base * m + chunks, m, names, settings.seed)
+
+    @property
+    def group_of_stratum(self) -> np.ndarray | None:
+        """Return the group of each stratum (for centring), or None without groups."""
+        if not self.group_names:
+            return None
+        return np.repeat(np.arange(len(self.group_names)), self.n_chunks)
+
+    def members(self, chunks: np.ndarray) -> np.ndarray:
+        """Return the strata of these chunks, in every group."""
+        n_groups = max(len(self.group_names), 1)
+        return (np.arange(n_groups)[:, None] * self.n_chunks + np.asarray(chunks)[None, :]).ravel()
+
+    def describe(self) -> str:
+        """Name the groups centred on (for ``uns``), or "none"."""
+        return ", ".join(self.group_names) if self.group_names else "none"
+
+
+def _group_codes(data: Any, groups: Any) -> tuple[np.ndarray | None, list[str]]:
+    if groups is None:
+        return None, []
+    if isinstance(groups, str):
+        obs = getattr(data, "obs", None)
+        if obs is None or groups not in obs:
+            raise ConfigError(f"groups={groups!r} is not an obs column of the data")
+        groups = obs[groups]
+    labels = pd.Series(np.asarray(groups, dtype=object))
+    if labels.isna().any():
+        raise InputError(f"{int(labels.isna().sum())} cell(s) have no group label")
+    cat = pd.Categorical(labels.astype(str))
+    if len(cat) != _n_cells(data):
+        raise ConfigError(f"groups has {len(cat)} labels for {_n_cells(data)} cells")
+    return cat.codes.astype(np.int64), [str(c) for c in cat.categories]
+
+
+def _n_cells(data: Any) -> int:
+    if isinstance(data, (str, Path)):
+        import anndata
+
+        backed = anndata.read_h5ad(data, backed="r")
+        try:
+            return int(backed.n_obs)
+        finally:
+            backed.file.close()
+    return int(data.shape[0])
+
+
+def _statistics(data: Any, cells: CellStrata, mask: EdgeMask, settings: SolverSettings, layer: str | None):
+    """Return (per-stratum statistics or None, the statistics of all cells) from one pass."""
+    common = dict(
         regulators=mask.regulators,
         layer=layer,
         memory_gb=settings.memory_gb,
         device=str(resolve_device(settings.device)),
         progress=False,
     )
-    variances = np.where(stats.zero_variance, 0.0, stats.std.astype(np.float64) ** 2)
-    result = solve(np.asarray(stats.cov, dtype=np.float64), variances, mask, settings, checkpoint)
-    adjacency = result.W.astype(np.float32)
+    if cells.labels is None:
+        return None, compute_stats(data, scale=settings.standardize, **common)
+    strata = compute_strata_stats(data, cells.labels, **common)
+    stats = strata.combine(groups=cells.group_of_stratum, scale=settings.standardize)
+    return strata, stats
+
+
+def _variances(stats: SufficientStats, *, standardize: bool) -> np.ndarray:
+    if standardize:
+        return np.where(stats.zero_variance, 0.0, 1.0)
+    return np.where(stats.zero_variance, 0.0, stats.std.astype(np.float64) ** 2)
+
+
+def learn_network(
+    stats: SufficientStats,
+    mask: EdgeMask,
+    settings: SolverSettings,
+    *,
+    checkpoint: str | Path | None = None,
+    path: LambdaPath | None = None,
+) -> Network:
+    """Solve the DAG on ``stats`` at λ (the user's, or chosen along the path).
+
+    ``path`` reuses a path already computed (resamples keep the full data's λ).
+    """
+    cov = np.asarray(stats.cov, dtype=np.float64)
+    variances = _variances(stats, standardize=settings.standardize)
+    if path is None:
+        if settings.lambda1 is None and settings.standardize:
+            path = select_lambda(cov, variances, mask, settings, stats.n)
+            _warn_path_end(path)
+        else:
+            path = at_lambda(cov, variances, mask, resolved(settings), stats.n)
+    used = resolved(settings, lambda1=path.lambda1)
+    result = solve(cov, variances, mask, used, checkpoint, V0=path.V_chosen)
+    return Network(path, result, used)
+
+
+def _warn_path_end(path: LambdaPath) -> None:
+    end = path.at_end
+    if end == "largest":
+        log.warning(
+            "the chosen lambda1 (%.4g) is the largest of its path: the criterion prefers no edge at all; "
+            "the data may hold too few cells or too little signal",
+            path.lambda1,
+        )
+    elif end == "smallest":
+        log.warning(
+            "the chosen lambda1 (%.4g) is the smallest of its path: the criterion wants still more edges; "
+            "set lambda1, or lower tuning path_ratio",
+            path.lambda1,
+        )
+
+
+def resample_counts(strata: StrataStats, cells: CellStrata, mask: EdgeMask, net: Network, resamples) -> EdgeCounts:
+    """Count the network edges of the given resamples (their ids; the plan comes from the seed)."""
+    s = net.settings
+    plan = resample_plan(cells.n_chunks, s.stability_resamples, s.stability_fraction, s.seed)
+    counts = EdgeCounts.empty(mask.n_genes)
+    for b in resamples:
+        sub = strata.combine(members=cells.members(plan[b]), groups=cells.group_of_stratum, scale=s.standardize)
+        W = learn_network(sub, mask, s, path=net.path).result.W
+        counts.add(W)
+        log.info("stability resample %d of %d: %d edges", b + 1, s.stability_resamples, W.nnz)
+    return counts
+
+
+def _result(stats, mask: EdgeMask, net: Network, counts, *, settings: SolverSettings, gene_names) -> FitResult:
+    """Assemble the FitResult: both units, scores, frequencies and flags."""
+    res = net.result
+    std = np.asarray(stats.std, dtype=np.float64)
+    W, W_std = unit_weights(res.W, std, standardized=settings.standardize)
+    W_cont, _ = unit_weights(res.W_continuous, std, standardized=settings.standardize)
+    scale = np.ones_like(std) if settings.standardize else np.where(std > 0, std, 1.0)
+    beta = [
+        rescale(to_gene_rows(V, mask.regulators, mask.n_genes), np.ones_like(scale), 1 / scale)
+        for V in (net.path.V_chosen, net.path.V_last)
+    ]
+    scores = edge_scores(beta[0], beta[1], res.W_continuous)
+    info = {**res.info, **net.path.record(), "w_threshold_used": net.settings.w_threshold, "n_cells": int(stats.n)}
+    selection = orientation = None
+    if counts is not None:
+        selection, orientation = counts.frequencies()
+        W, W_std, dropped = _keep_stable(W, W_std, selection, settings.stability_min_frequency)
+        info.update(stability_resamples=counts.n_resamples, n_unstable_edges_dropped=dropped)
     outliers = gene_names[stats.outlier_dominated]
-    info = {
-        **result.info,
-        "n_cells": int(stats.n),
-        "n_zero_variance_genes": int(stats.zero_variance.sum()),
-        "n_outlier_dominated_genes": int(outliers.size),
-        "outlier_dominated_genes": outliers[:100].tolist(),
-    }
-    info.update(_degenerate_flags(stats, mask, adjacency, settings))
-    if not return_result:
-        return adjacency
-    return FitResult(adjacency, gene_names, mask, provenance(settings, info))
+    info.update(
+        n_zero_variance_genes=int(stats.zero_variance.sum()),
+        n_outlier_dominated_genes=int(outliers.size),
+        outlier_dominated_genes=outliers[:100].tolist(),
+        n_edges=int(W.nnz),
+    )
+    info.update(_degenerate_flags(stats, mask, W, net.settings))
+    return FitResult(
+        W.astype(np.float32),
+        gene_names,
+        mask,
+        provenance(settings, info),
+        adjacency_std=W_std.astype(np.float32),
+        weights_continuous=W_cont.astype(np.float32),
+        scores=scores.astype(np.float32),
+        selection_frequency=selection,
+        orientation_frequency=orientation,
+        gene_sd=std,
+    )
+
+
+def _keep_stable(W, W_std, selection, low: float | None):
+    if low is None:
+        return W, W_std, 0
+    keep = sp.csr_matrix(selection >= low, dtype=bool)
+    kept = W.multiply(keep).tocsr(), W_std.multiply(keep).tocsr()
+    return kept[0], kept[1], int(W.nnz - kept[0].nnz)
 
 
 def _degenerate_flags(stats, mask: EdgeMask, adjacency: sp.csr_matrix, settings: SolverSettings) -> dict:
@@ -105,11 +331,13 @@ def _degenerate_flags(stats, mask: EdgeMask, adjacency: sp.csr_matrix, settings:
         "constant_regulators": constant[:100].tolist(),
     }
     if flags["empty_network"]:
+        units = "standardised effects" if settings.standardize else "the units of the data"
         log.warning(
-            "the network is empty: no edge reached |w| >= w_threshold = %g with lambda1 = %g; both are "
-            "in the units of the data, so lower them for data of small variance",
+            "the network is empty: no edge reached |w| >= w_threshold = %g at lambda1 = %.4g (%s); "
+            "the ranked candidates (scores) are still reported",
             settings.w_threshold,
             settings.lambda1,
+            units,
         )
     if flags["fewer_cells_than_genes"]:
         log.warning(
@@ -137,6 +365,9 @@ def provenance(settings: SolverSettings, info: dict) -> dict:
             versions[pkg] = "not installed"
     versions["python"] = platform.python_version()
     params = {k: ("none" if v is None else v) for k, v in asdict(settings).items()}
+    for name in ("lambda1", "w_threshold"):
+        if getattr(settings, name) is None:
+            params[name] = "auto"  # the values used are in run: lambda1_selected, w_threshold_used
     rounds = info.get("rounds", [])
     run = {k: v for k, v in info.items() if k not in ("rounds", "path_stages")}
     run["final_h"] = float(max((r["max_h"] for r in rounds), default=0.0)) if rounds else 0.0

@@ -67,6 +67,8 @@ class PathSettings:
     deadline: float | None = None  # time.monotonic() value; checked between stages
     threads: int | None = None  # CPU threads; None: by step size (threads.py)
     start_stage: int = 0  # resume here, from the batch's V
+    tie_break: float = 0.0  # relative seeded asymmetry applied before every stage after the first
+    seed: int = 0
     on_stage: Callable[[int, torch.Tensor], None] | None = None  # called with (stages done, V)
 
 
@@ -160,11 +162,14 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: PathSettings) -> PathResu
     nb = V.shape[0]
     zero = torch.zeros(nb, dtype=V.dtype, device=V.device)
     evaluations, history, timed_out = 0, [], False
+    asymmetry = _asymmetry(V, s)
     s_values = list(s.s_path) + [s.s_path[-1]] * max(0, len(MU_PATH) - len(s.s_path))
     for stage, (mu, sv) in enumerate(zip(MU_PATH, s_values[: len(MU_PATH)], strict=True)):
         if stage < s.start_stage:
             continue
         obj.logdet_s = sv if s.acyclicity == "logdet" else 1.0
+        if stage > 0 and asymmetry is not None:
+            V = V * asymmetry
         V = _into_domain(obj, V)
         V, its = _stage(obj, V, zero + 1.0 / mu, s)
         evaluations += its
@@ -189,6 +194,21 @@ def _central_path(obj: _Objective, V: torch.Tensor, s: PathSettings) -> PathResu
     h, _ = obj.h(V, need_grad=False)
     converged = (h <= PATH_H_TOL) & (not timed_out)  # near a DAG; thresholding finishes it
     return PathResult(V, h, converged, evaluations, timed_out, history)
+
+
+def _asymmetry(V: torch.Tensor, s: PathSettings) -> torch.Tensor | None:
+    """Seeded factors 1 ± ``tie_break``, or None.
+
+    On standardised genes the statistics are symmetric (C[i, j] = C[j, i], unit diagonal),
+    so from W = 0 the first stage ends with equal weights on i -> j and j -> i, a point
+    the later stages, where it is a saddle, cannot leave: both weights shrink together
+    instead of one edge growing. A small asymmetry between stages lets the path choose.
+    """
+    if not s.tie_break:
+        return None
+    gen = torch.Generator(device="cpu").manual_seed(int(s.seed))
+    u = torch.rand(tuple(V.shape), generator=gen, dtype=torch.float64) * 2.0 - 1.0
+    return (1.0 + s.tie_break * u).to(V.device, V.dtype)
 
 
 def _stage(obj: _Objective, V: torch.Tensor, alpha: torch.Tensor, s: PathSettings) -> tuple[torch.Tensor, int]:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Relative size of the central path's seeded tie-break on standardised genes.
+TIE_BREAK = 0.01
+
 
 @dataclass
 class Component:
@@ -168,6 +171,9 @@ def solve_bucket(run: Run, core: Core, active: np.ndarray, bucket: list[Componen
         threads=run.prob.s.core_threads,
         start_stage=start,
         on_stage=on_stage,
+        # standardised statistics are symmetric: without it, i -> j and j -> i tie (_asymmetry)
+        tie_break=TIE_BREAK if run.prob.s.standardize else 0.0,
+        seed=run.prob.s.seed,
     )
     res = solve_components(batch, settings)
     scatter(run, core, bucket, res.V)

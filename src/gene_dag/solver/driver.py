@@ -110,10 +110,16 @@ def solve(
     mask: EdgeMask,
     settings: SolverSettings | None = None,
     checkpoint_dir=None,
+    *,
+    V0: torch.Tensor | None = None,
 ) -> SolveResult:
     """Learn the DAG from covariance rows C[R, :] (k × d) and the diagonal of C (d,).
 
-    ``mask.regulators`` gives R. Returns the thresholded DAG in original units.
+    ``mask.regulators`` gives R; ``settings.lambda1`` and ``w_threshold`` must be set
+    (:func:`gene_dag.solver.settings.resolved` fills the automatic ones).
+    ``V0`` (k × d, scaled space) warm-starts the lasso stage, e.g. with the λ path's
+    neighbourhood fit at the same λ, whose independent columns are already the answer.
+    Returns the thresholded DAG in original units.
     """
     s = settings or SolverSettings()
     t0 = time.monotonic()
@@ -125,7 +131,7 @@ def solve(
             "" if prob.device.type == "cuda" else " (torch sees no CUDA device)",
         )
     ckpt = Checkpointer(checkpoint_dir, fingerprint(cov_rows, variances, mask, s), s.checkpoint_interval)
-    state = ckpt.load(validate=lambda st: _state_problem(st, prob.k, prob.d)) or _fresh_state(prob)
+    state = ckpt.load(validate=lambda st: _state_problem(st, prob.k, prob.d)) or _fresh_state(prob, V0)
     resumed = state["stage"] != "lasso" or state["block"] > 0
     info = {
         "device": str(prob.device),
@@ -190,8 +196,9 @@ def _finish(run: Run, t0: float, *, timed_out: bool) -> SolveResult:
     return SolveResult(W, W_cont, info)
 
 
-def _fresh_state(prob: Problem) -> dict:
-    return {"stage": "lasso", "block": 0, "V": torch.zeros(prob.k, prob.d)}
+def _fresh_state(prob: Problem, V0: torch.Tensor | None = None) -> dict:
+    V = torch.zeros(prob.k, prob.d) if V0 is None else V0.detach().to("cpu", torch.float32, copy=True)
+    return {"stage": "lasso", "block": 0, "V": V}
 
 
 def _state_problem(state: dict, k: int, d: int) -> str | None:

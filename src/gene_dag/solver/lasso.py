@@ -132,11 +132,13 @@ def lasso_columns(
     *,
     L: float | None = None,
     deadline: float | None = None,
+    lambda1: float | None = None,
 ) -> LassoResult:
     """Solve the batched lasso of ``prob``'s target ``columns`` on the given ``allowed`` k × c block.
 
     Every lasso of the solver (the independent columns, the support refit, the order
-    refit) is this call: penalties, signs and per-column tolerances come from ``prob``.
+    refit, the automatic λ path) is this call: penalties, signs and per-column
+    tolerances come from ``prob``; ``lambda1`` overrides the settings' λ.
     """
     dev, f32 = prob.device, torch.float32
     sign = prob.sign(columns)
@@ -144,7 +146,7 @@ def lasso_columns(
         return batched_lasso(
             prob.A,
             prob.B[:, columns],
-            torch.as_tensor(prob.penalty(columns), dtype=f32, device=dev),
+            torch.as_tensor(prob.penalty(columns, lambda1), dtype=f32, device=dev),
             allowed=torch.as_tensor(allowed, dtype=f32, device=dev),
             sign=None if sign is None else torch.as_tensor(sign, dtype=f32, device=dev),
             V0=V0,

@@ -62,10 +62,16 @@ class Problem:
         """Dense k × c block of the prior's required edges (always in the support)."""
         return self.mask.required[:, cols].toarray().astype(bool)
 
-    def penalty(self, cols: np.ndarray) -> np.ndarray:
-        """L1 weights of the block in the scaled space (k × c, or k × 1 when all multipliers are 1)."""
+    def penalty(self, cols: np.ndarray, lambda1: float | None = None) -> np.ndarray:
+        """L1 weights of the block in the scaled space (k × c, or k × 1 when all multipliers are 1).
+
+        ``lambda1`` overrides the settings' λ (the automatic λ path tries several).
+        """
         mult = self.mask.penalty_block(cols)
-        base = self.s.lambda1 / self.sigma[:, None]
+        lam = self.s.lambda1 if lambda1 is None else lambda1
+        if lam is None:
+            raise ValueError("lambda1 is automatic: choose it (lambda_path.select_lambda) before solving")
+        base = lam / self.sigma[:, None]
         return base if mult is None else base * mult
 
     def sign(self, cols: np.ndarray) -> np.ndarray | None:

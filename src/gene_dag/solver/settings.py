@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from gene_dag.errors import ConfigError
 
 ACYCLICITY_CHOICES = ("auto", "expm", "logdet", "spectral")
+#: What ``w_threshold=None`` means on standardised genes: the standardised effect below
+#: which edges are dropped (set from the realistic single-cell benchmark, BENCHMARKS.md).
+STANDARDIZED_W_THRESHOLD = 0.05
+#: ``lambda1=None`` and ``w_threshold=None`` with ``standardize=False``: the problem as it
+#: is posed for unit-noise data (NOTEARS, DAGMA), in the data's units.
+RAW_LAMBDA1 = 0.02
+RAW_W_THRESHOLD = 0.3
 MAX_SEED = 2**63 - 1
 
 
@@ -47,6 +54,15 @@ class Tuning:
     lasso_tol
         Batched lasso stops when each column's largest step is below this times the
         target's standard deviation.
+    path_length, path_ratio
+        Automatic λ: the path has this many values, geometric from the smallest λ that
+        selects nothing down to ``path_ratio`` times it.
+    path_patience
+        The path stops this many values after the criterion's minimum (it is unimodal in
+        practice and the small-λ end, the densest, costs the most).
+    ebic_gamma
+        γ of the extended BIC (Chen & Chen 2008): 0 is BIC; 0.5 is the usual choice when
+        candidates per target are many relative to cells.
     """
 
     decompose: bool = True
@@ -59,6 +75,10 @@ class Tuning:
     inner_ftol: float = 2.2e-9
     path_s_final: float = 0.6
     lasso_tol: float = 1e-4
+    path_length: int = 20
+    path_ratio: float = 0.01
+    path_patience: int = 3
+    ebic_gamma: float = 0.5
 
 
 @dataclass
@@ -68,10 +88,39 @@ class SolverSettings:
     Attributes
     ----------
     lambda1
-        L1 penalty on the edge weights (in the units of the least-squares score on the
-        data as given: larger gives sparser networks). Default 0.02.
+        L1 penalty on the edge weights (larger gives sparser networks), in the units of
+        the least-squares score: of correlations when ``standardize``, else of the data's
+        covariances. ``None`` (default): when ``standardize``, chosen from the data by the
+        extended BIC along a path of λ, and never below the noise level sqrt(2 log p / n)
+        (:mod:`gene_dag.solver.lambda_path`; the path, the criterion and the choice are
+        stored in ``uns``); without ``standardize``, ``RAW_LAMBDA1`` (0.02): one λ in the
+        units of covariances cannot suit genes of very different variances, so a raw
+        problem keeps the fixed penalty that suits unit-noise data.
     w_threshold
-        Edges with |weight| below this (data units) are dropped after solving. Default 0.3.
+        Edges with |weight| below this are dropped after solving; a standardised effect
+        when ``standardize`` (the change in a target's standard deviations per standard
+        deviation of its regulator), else in the data's units. ``None`` (default):
+        ``STANDARDIZED_W_THRESHOLD`` (0.05) when ``standardize``, else ``RAW_W_THRESHOLD``
+        (0.3, the NOTEARS convention for unit-noise data).
+    standardize
+        Solve on standardised genes (default ``True``): λ and ``w_threshold`` then mean the
+        same for every gene whatever its variance, and weights are reported in both units.
+        Standardising removes the information in the genes' variances; with it, directions
+        rest on the data's non-variance structure only and are less certain (see
+        ``stability_resamples``). ``False`` solves on the data as given (right when the
+        noise variances are comparable across genes, as in simulations with unit noise).
+    stability_resamples
+        Number B of resamples of cells for edge selection and orientation frequencies
+        (0, default: none). Subsamples are unions of disjoint chunks of cells whose
+        statistics are accumulated in the same single pass over the data, drawn as
+        complementary pairs (Shah & Samworth 2013), so B must be even.
+    stability_fraction
+        Share of the cells in each resample. Default 0.5.
+    stability_chunks
+        Number of disjoint chunks of cells the resamples are made of. Default 20.
+    stability_min_frequency
+        Keep only network edges whose selection frequency is at least this (``None``,
+        default: keep all; the frequencies are reported either way).
     acyclicity
         The smooth acyclicity function h: ``logdet`` (DAGMA), ``expm`` (NOTEARS),
         ``spectral`` (spectral radius by power iteration; not exact, never chosen by
@@ -98,8 +147,9 @@ class SolverSettings:
         Internal numerics (:class:`Tuning`).
     """
 
-    lambda1: float = 0.02
-    w_threshold: float = 0.3
+    lambda1: float | None = None
+    w_threshold: float | None = None
+    standardize: bool = True
     acyclicity: str = "auto"
     device: str = "auto"
     memory_gb: float = 2.0
@@ -107,6 +157,10 @@ class SolverSettings:
     max_time: float | None = None
     checkpoint_interval: float = 60.0
     core_threads: int | None = None
+    stability_resamples: int = 0
+    stability_fraction: float = 0.5
+    stability_chunks: int = 20
+    stability_min_frequency: float | None = None
     tuning: Tuning = field(default_factory=Tuning)
 
 
@@ -157,8 +211,9 @@ def _check_numbers(s: SolverSettings) -> None:
             raise ConfigError(f"{name} must be between 0 and 2**63 - 1, not {value}")
     if s.max_time is not None and s.max_time < 0 or s.checkpoint_interval < 0:
         raise ConfigError("max_time and checkpoint_interval must be >= 0")
-    if s.lambda1 < 0 or s.w_threshold < 0:
+    if s.lambda1 is not None and s.lambda1 < 0 or s.w_threshold is not None and s.w_threshold < 0:
         raise ConfigError("lambda1 and w_threshold must be >= 0")
+    _check_stability(s)
     if s.memory_gb <= 0:
         raise ConfigError("memory_gb must be > 0")
     if s.core_threads is not None and s.core_threads < 1:
@@ -166,6 +221,41 @@ def _check_numbers(s: SolverSettings) -> None:
     t = s.tuning
     if not 0 < t.path_s_final <= 1 or t.inner_max_iter < 1:
         raise ConfigError("path_s_final must be in (0, 1] and inner_max_iter >= 1")
+    if t.path_length < 2 or not 0 < t.path_ratio < 1 or t.ebic_gamma < 0:
+        raise ConfigError("path_length must be >= 2, path_ratio in (0, 1) and ebic_gamma >= 0")
+
+
+def _check_stability(s: SolverSettings) -> None:
+    b, m, f = s.stability_resamples, s.stability_chunks, s.stability_fraction
+    if b % 2:
+        raise ConfigError(f"stability_resamples must be even (complementary pairs of subsamples), not {b}")
+    if not 0 < f < 1:
+        raise ConfigError(f"stability_fraction must be in (0, 1), not {f}")
+    if m < 2 or round(f * m) < 1 or round(f * m) > m // 2 and b:
+        raise ConfigError(
+            f"stability_chunks = {m} with stability_fraction = {f}: a subsample of round(fraction x chunks) "
+            "chunks must hold at least one chunk and its complement as many"
+        )
+    low = s.stability_min_frequency
+    if low is not None and not 0 <= low <= 1:
+        raise ConfigError(f"stability_min_frequency must be in [0, 1], not {low}")
+
+
+def resolved(s: SolverSettings, *, lambda1: float | None = None) -> SolverSettings:
+    """``s`` with its automatic λ and threshold made concrete.
+
+    ``lambda1`` is the λ chosen from the data (needed when ``s.lambda1`` is None and
+    ``s.standardize``).
+    """
+    lam = s.lambda1
+    if lam is None:
+        lam = lambda1 if s.standardize else RAW_LAMBDA1
+    if lam is None:
+        raise ValueError("lambda1 is automatic: choose it from the data first (solver.lambda_path)")
+    thr = s.w_threshold
+    if thr is None:
+        thr = STANDARDIZED_W_THRESHOLD if s.standardize else RAW_W_THRESHOLD
+    return replace(s, lambda1=float(lam), w_threshold=float(thr))
 
 
 def resolve_device(name: str):

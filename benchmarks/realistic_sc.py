@@ -88,6 +88,9 @@ DAGMA_LAMBDA1 = 0.02  # DAGMA README / example, as in compare_published.py
 # gene-dag rows: name -> (fit options, input). "log": log-normalised, "scaled": standardised.
 GENE_DAG_VARIANTS = {
     "gene-dag defaults": ({}, "log"),
+    "gene-dag cell types centred": ({"groups": "cell_type"}, "log"),
+    "gene-dag stability B=20": ({"stability_resamples": 20}, "log"),
+    "gene-dag standardize=False": ({"standardize": False}, "log"),
     "gene-dag lambda1=0.01": ({"lambda1": 0.01}, "log"),
     "gene-dag lambda1=0.002": ({"lambda1": 0.002}, "log"),
     "gene-dag lambda1=0.002 w_threshold=0.05": ({"lambda1": 0.002, "w_threshold": 0.05}, "log"),
@@ -285,13 +288,15 @@ def gene_dag_scores(result) -> tuple:
     return dense(result.adjacency), "thresholded |w|"
 
 
-def run_gene_dag(name: str, X, genes, tfs):
+def run_gene_dag(name: str, X, genes, tfs, cell_type=None):
     """One gene-dag row: (scores, info)."""
     import numpy as np
 
     import gene_dag
 
     options, _ = GENE_DAG_VARIANTS[name]
+    if options.get("groups") == "cell_type":  # pooled over the cell types, centred on each type's mean
+        options = {**options, "groups": cell_type}
     regulators = None if tfs is None else list(tfs)
     if name == "gene-dag continuous":
         return _gene_dag_continuous(X, genes, regulators)
@@ -303,7 +308,8 @@ def run_gene_dag(name: str, X, genes, tfs):
         "score_source": source,
         "n_edges": int(result.adjacency.nnz),
         "converged": bool(run["converged"]),
-        "options": options,
+        "options": GENE_DAG_VARIANTS[name][0],
+        "lambda1_selected": run.get("lambda1_selected"),
         "n_scored": int(np.count_nonzero(S)),
     }
 
@@ -632,6 +638,7 @@ def _datasets(counts, scope: str) -> list:
                     "genes": np.asarray(ad.var_names, dtype=str),
                     "tf_mask": tf_mask,
                     "tf_index": np.flatnonzero(tf_mask),
+                    "cell_type": ad.obs["cell_type"].to_numpy(),
                     "truth": truth,
                     "facts": facts,
                 },
@@ -645,7 +652,9 @@ def run_method(method: str, tf: bool, d: dict, seed: int, args, peer_cache: dict
     genes = d["genes"]
     tfs = genes[d["tf_mask"]] if tf else None
     if method in GENE_DAG_VARIANTS:
-        return run_gene_dag(method, d["X_std"] if GENE_DAG_VARIANTS[method][1] == "scaled" else d["X"], genes, tfs)
+        return run_gene_dag(
+            method, d["X_std"] if GENE_DAG_VARIANTS[method][1] == "scaled" else d["X"], genes, tfs, d["cell_type"]
+        )
     if method == "pearson":
         return run_pearson(d["X"])
     if method == "dagma":  # DAGMA takes no TF list: one fit serves both rows

@@ -39,6 +39,7 @@ GPU_PARTITION = "gpu"
 CLUSTER_ARGS = ["--profile", str(PROFILE), "--slurm-status-command", "squeue",
                 "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
 RUN_TIMEOUT = 900  # seconds; the plugin waits forever on a job it has lost
+STABILITY = {"resamples": 10, "per_job": 2}  # five stability jobs per group
 
 pytestmark = pytest.mark.slow  # the SLURM tests are marked slurm too
 
@@ -74,6 +75,7 @@ def cluster_config(workdir: Path) -> None:
     path = workdir / "config.yaml"
     config = yaml.safe_load(path.read_text())
     config["solver"]["device"] = "auto"
+    config["solver"]["stability"] = STABILITY  # its resamples fan out as jobs of their own
     config["cluster"] = {"gpu_partition": GPU_PARTITION}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -141,12 +143,36 @@ def test_jobs_ran_as_slurm_jobs_and_completed(slurm_run):
         info = slurm_job(job_id)
         assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), info
         assert Path(info["WorkDir"]) == workdir
-        if rule == "solve":  # device auto + cluster.gpu_partition: one GPU, in that partition
+        if rule in ("solve", "stability_block"):  # device auto + cluster.gpu_partition: one GPU there
             assert info["Partition"] == GPU_PARTITION and info.get("TresPerJob") == "gres:gpu:1", info
         else:
             assert info["Partition"] != GPU_PARTITION and "gpu" not in info.get("TresPerJob", ""), info
     for slug in GROUPS.values():  # the GPU SLURM granted is only a count: the solver says it used the CPU
         assert "solving on cpu" in (workdir / "logs/toy" / slug / "solve.log").read_text()
+
+
+@pytest.mark.slurm
+def test_stability_resamples_fan_out_as_slurm_jobs_and_equal_the_in_process_frequencies(slurm_run):
+    from gene_dag import tl
+
+    workdir, proc = slurm_run
+    jobs = submitted(proc)
+    blocks = [i for i, rule in jobs.items() if rule == "stability_block"]
+    assert len(blocks) == 5 * len(GROUPS) and len(set(blocks)) == len(blocks), jobs  # separate SLURM jobs
+    for slug in GROUPS.values():
+        base = workdir / "results/toy/groups" / slug
+        assert sorted(p.name for p in (base / "stability").iterdir()) == [f"{i}-{i + 1}.npz" for i in (0, 2, 4, 6, 8)]
+        network = anndata.read_h5ad(base / "network.h5ad")
+        assert network.uns["gene_dag"]["run"]["stability_resamples"] == 10
+        config = yaml.safe_load((workdir / "config.yaml").read_text())["solver"]
+        adata = anndata.read_h5ad(base / "selected.h5ad")
+        tl.learn_dag(adata, regulators=str(base / "prior/regulators.txt"), prior=str(base / "prior/prior_edges.tsv"),
+                     lambda1=config["lambda1"], w_threshold=config["w_threshold"], device="cpu", seed=1,
+                     stability_resamples=10)  # fmt: skip
+        for key in ("gene_dag_selection", "gene_dag_orientation"):
+            in_process = sp.csr_matrix(adata.varp[key]).toarray()
+            assert in_process.max() > 0
+            np.testing.assert_array_equal(sp.csr_matrix(network.varp[key]).toarray(), in_process)
 
 
 @pytest.mark.slurm
@@ -214,7 +240,7 @@ def test_solve_asks_for_a_gpu_only_for_cuda_or_auto_with_a_gpu_partition(
 
 PREEMPT_CONFIG = {
     "seed": 0,
-    "solver": {"lambda1": 0.02, "w_threshold": 0.3, "device": "cpu"},
+    "solver": {"lambda1": 0.02, "w_threshold": 0.3, "standardize": False, "device": "cpu"},
     "datasets": [{"name": "sim", "simulate": {"genes": 100, "cells": 2000, "graph": "er", "edges_per_node": 2.0},
                   "values": "scaled", "genes": {"method": "all"}}],
 }  # fmt: skip

@@ -171,17 +171,16 @@ def test_stability_is_reproducible_and_blocks_of_resamples_add_up():
     first = gene_dag.fit(X, return_result=True, stability_resamples=6, core_threads=1, seed=3)
     again = gene_dag.fit(X, return_result=True, stability_resamples=6, core_threads=1, seed=3)
     assert (first.selection_frequency != again.selection_frequency).nnz == 0
-    # the engine of a fan-out: resamples solved in blocks, counts summed
-    settings = api.settings_from(stability_resamples=6, core_threads=1, seed=3)
-    mask = api.build_mask(np.array([f"G{i}" for i in range(12)]), None, None, source="test")
-    cells = api.CellStrata.of(X, None, settings)
-    strata, stats = api._statistics(X, cells, mask, settings, None)
-    net = api.learn_network(stats, mask, settings)
-    parts = [api.resample_counts(strata, cells, mask, net, ids) for ids in ([0, 1], [2, 3, 4], [5])]
+    # the engine of a fan-out: resamples solved in blocks (separate calls, each its own pass), counts summed
+    options = dict(stability_resamples=6, core_threads=1, seed=3)
+    parts = [api.stability_block(X, ids, **options) for ids in ([0, 1], [2, 3, 4], [5])]
     total = parts[0] + parts[1] + parts[2]
     assert total.n_resamples == 6
-    selection, _ = total.frequencies()
+    selection, orientation = total.frequencies()
     assert (selection != first.selection_frequency).nnz == 0
+    assert (orientation != first.orientation_frequency).nnz == 0
+    with pytest.raises(gene_dag.errors.ConfigError, match="not one of the 6 resamples"):
+        api.stability_block(X, [6], **options)
 
 
 def test_resample_plan_pairs_are_disjoint_and_chunks_balanced():

@@ -179,13 +179,16 @@ def test_network_h5ad_is_a_dag_over_the_selected_genes(run):
         assert isinstance(net.uns["gene_dag"], dict)
         assert len(edge_set(net)) > 0
 
-        edges = pd.read_csv(group_dir(workdir, slug) / "edges.tsv", sep="\t")
-        assert list(edges.columns) == ["source", "target", "weight"]
+        table = pd.read_csv(group_dir(workdir, slug) / "edges.tsv", sep="\t")
+        assert list(table.columns) == ["source", "target", "weight", "weight_std", "score", "in_network"]
+        edges = table[table["in_network"]]
+        assert (~table["in_network"]).sum() > 0  # ranked candidates below the threshold follow the network
+        assert list(table["in_network"]) == sorted(table["in_network"], reverse=True)
         assert set(zip(edges["source"], edges["target"], strict=True)) == edge_set(net)
-        assert (np.diff(edges["weight"].abs().to_numpy()) <= 1e-6).all()  # sorted by |weight|
+        assert (np.diff(edges["score"].to_numpy()) <= 1e-6).all()  # ranked by score
         coo = sp.coo_matrix(W)
         lookup = {(net.var_names[r], net.var_names[c]): w for r, c, w in zip(coo.row, coo.col, coo.data, strict=True)}
-        for s, t, w in edges.itertuples(index=False):
+        for s, t, w in edges[["source", "target", "weight"]].itertuples(index=False):
             assert w == pytest.approx(lookup[(s, t)], rel=1e-5)
 
         graph = nx.read_graphml(group_dir(workdir, slug) / "network.graphml")

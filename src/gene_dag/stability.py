@@ -58,20 +58,25 @@ class EdgeCounts:
 
     directed: sp.csr_matrix  # d × d counts of i -> j
     n_resamples: int
+    ids: tuple[int, ...] = ()  # the resamples counted (ids of the plan)
 
     @classmethod
     def empty(cls, d: int) -> EdgeCounts:
-        """No resample yet."""
+        """Start counting: no resample yet."""
         return cls(sp.csr_matrix((d, d), dtype=np.int64), 0)
 
-    def add(self, network: sp.spmatrix) -> None:
+    def add(self, network: sp.spmatrix, resample: int = -1) -> None:
         """Count one resample's network (its nonzero entries)."""
         self.directed = self.directed + sp.csr_matrix(network, dtype=bool).astype(np.int64)
         self.n_resamples += 1
+        self.ids = (*self.ids, int(resample))
 
     def __add__(self, other: EdgeCounts) -> EdgeCounts:
-        """Add the counts of two disjoint sets of resamples."""
-        return EdgeCounts(self.directed + other.directed, self.n_resamples + other.n_resamples)
+        """Add the counts of two disjoint sets of resamples (a resample counted twice is a ValueError)."""
+        twice = sorted(set(self.ids) & set(other.ids) - {-1})
+        if twice:
+            raise ValueError(f"resample(s) {twice[:5]} counted in both sets")
+        return EdgeCounts(self.directed + other.directed, self.n_resamples + other.n_resamples, self.ids + other.ids)
 
     def frequencies(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Return (selection frequency, orientation frequency), d × d CSR (module docstring)."""
@@ -87,7 +92,15 @@ class EdgeCounts:
         """Write to ``.npz`` atomically (loads without pickle)."""
         coo = self.directed.tocoo()
         with io.atomic_write(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, row=coo.row, col=coo.col, count=coo.data, shape=np.array(coo.shape), n=self.n_resamples)
+            np.savez(
+                fh,
+                row=coo.row,
+                col=coo.col,
+                count=coo.data,
+                shape=np.array(coo.shape),
+                n=self.n_resamples,
+                ids=np.array(self.ids, dtype=np.int64),
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> EdgeCounts:
@@ -96,7 +109,7 @@ class EdgeCounts:
             with np.load(path, allow_pickle=False) as z:
                 shape = tuple(int(v) for v in z["shape"])
                 M = sp.csr_matrix((z["count"], (z["row"], z["col"])), shape=shape)
-                return cls(M, int(z["n"]))
+                return cls(M, int(z["n"]), tuple(int(i) for i in z["ids"]))
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"not a gene-dag edge-count file ({io.one_line(exc)})", path) from exc
 

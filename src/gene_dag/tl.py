@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["learn_dag", "effects", "knockout", "regulators"]
+__all__ = ["learn_dag", "add_stability", "effects", "knockout", "regulators"]
 
 
 def _describe(value: Any) -> Any:
@@ -138,6 +138,48 @@ def learn_dag(
             "(uns[%r]['run']['converged'] is False)",
             key_added,
         )
+    return adata if copy else None
+
+
+def add_stability(
+    adata: AnnData, counts, *, key: str = "gene_dag", min_frequency: float | None = None, copy: bool = False
+) -> AnnData | None:
+    """Store stability frequencies from resample edge counts (e.g. summed over fan-out jobs).
+
+    Parameters
+    ----------
+    adata
+        An AnnData with a network in ``varp[key]``.
+    counts
+        A :class:`gene_dag.stability.EdgeCounts` over the genes of ``adata``.
+    key
+        The network's key.
+    min_frequency
+        Drop network edges selected in fewer than this share of the resamples.
+    copy
+        Work on a copy and return it.
+
+    Returns
+    -------
+    ``None``, or the AnnData when ``copy``. Sets ``varp[key + "_selection"]`` and
+    ``varp[key + "_orientation"]`` and ``uns[key]["run"]["stability_resamples"]``.
+    """
+    adata = adata.copy() if copy else adata
+    if counts.directed.shape != (adata.n_vars, adata.n_vars):
+        raise InputError(f"edge counts over {counts.directed.shape[0]} genes for a network of {adata.n_vars}")
+    selection, orientation = counts.frequencies()
+    adata.varp[key + "_selection"] = sp.csr_matrix(selection, dtype=np.float32)
+    adata.varp[key + "_orientation"] = sp.csr_matrix(orientation, dtype=np.float32)
+    run = adata.uns.setdefault(key, {}).setdefault("run", {})
+    run["stability_resamples"] = int(counts.n_resamples)
+    if min_frequency is not None:
+        W = sp.csr_matrix(adata.varp[key])
+        kept = W.multiply(sp.csr_matrix(selection >= min_frequency)).tocsr()
+        run["n_unstable_edges_dropped"] = int(W.nnz - kept.nnz)
+        adata.varp[key] = kept.astype(np.float32)
+        if key + "_std" in adata.varp:
+            adata.varp[key + "_std"] = sp.csr_matrix(adata.varp[key + "_std"]).multiply(kept.astype(bool)).tocsr()
+        run["n_edges"] = int(kept.nnz)
     return adata if copy else None
 
 

@@ -353,6 +353,24 @@ def solve_settings(wildcards):
     """Solver options (a function of the wildcards only, so Snakemake reruns solve when they change)."""
     settings = solver_settings(wildcards.dataset)
     stability = settings.get("stability", {})
+    fan_out = bool(stability_blocks(wildcards.dataset))
+    args = _solver_args(wildcards.dataset, resamples=0 if fan_out else stability.get("resamples", 0))
+    if "min_frequency" in stability and not fan_out:
+        args += ["--stability-min-frequency", stability["min_frequency"]]
+    if "max_time" in settings:
+        args += ["--max-time", settings["max_time"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def stability_settings(wildcards):
+    """The options of one block of stability resamples: those of solve, with every resample counted."""
+    stability = solver_settings(wildcards.dataset)["stability"]
+    args = _solver_args(wildcards.dataset, resamples=stability["resamples"])
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def _solver_args(dataset_name, *, resamples):
+    settings = solver_settings(dataset_name)
     args = [
         "--lambda1", _auto(settings["lambda1"]),
         "--w-threshold", _auto(settings["w_threshold"]),
@@ -360,19 +378,41 @@ def solve_settings(wildcards):
         "--acyclicity", settings["acyclicity"],
         "--device", settings["device"],
         "--seed", CONFIG["seed"],
-        "--stability-resamples", stability.get("resamples", 0),
-        "--stability-fraction", stability.get("fraction", 0.5),
+        "--stability-resamples", resamples,
+        "--stability-fraction", settings.get("stability", {}).get("fraction", 0.5),
     ]  # fmt: skip
-    if "min_frequency" in stability:
-        args += ["--stability-min-frequency", stability["min_frequency"]]
-    ds = DATASETS[wildcards.dataset]
+    ds = DATASETS[dataset_name]
     if ds.get("pool_groups") and "groupby" in ds:
         args += ["--groupby", ds["groupby"]]
     if "core_threads" in settings:
         args += ["--core-threads", settings["core_threads"]]
-    if "max_time" in settings:
-        args += ["--max-time", settings["max_time"]]
-    return " ".join(shlex.quote(str(a)) for a in args)
+    return args
+
+
+def stability_blocks(dataset_name):
+    """Resample ids of each stability job ("FIRST-LAST"), or [] when the resamples run inside solve."""
+    stability = solver_settings(dataset_name).get("stability", {})
+    total, per_job = stability.get("resamples", 0), stability.get("per_job")
+    if not total or per_job is None or per_job >= total:
+        return []
+    return [f"{a}-{min(a + per_job, total) - 1}" for a in range(0, total, per_job)]
+
+
+def solved_network(wildcards):
+    """What export reads: the solve's network, with the merged stability jobs when they fan out."""
+    base = f"results/{wildcards.dataset}/groups/{wildcards.group}"
+    return f"{base}/stable.h5ad" if stability_blocks(wildcards.dataset) else f"{base}/solved.h5ad"
+
+
+def stability_counts(wildcards):
+    """The edge counts of every stability job of one group."""
+    base = f"results/{wildcards.dataset}/groups/{wildcards.group}/stability"
+    return [f"{base}/{ids}.npz" for ids in stability_blocks(wildcards.dataset)]
+
+
+def merge_stability_args(wildcards):
+    stability = solver_settings(wildcards.dataset)["stability"]
+    return f"--min-frequency {stability['min_frequency']}" if "min_frequency" in stability else ""
 
 
 def _auto(value):

@@ -1,7 +1,7 @@
 rule export:
     """network.h5ad (varp/uns), edges.tsv, network.graphml and summary.json of one group."""
     input:
-        h5ad="results/{dataset}/groups/{group}/solved.h5ad",
+        h5ad=solved_network,
         report="results/{dataset}/groups/{group}/prior/prior_report.json",
         # The preprocess checkpoint: params look up the group name in its table, and a job
         # run on its own (cluster executors) may only do that for a checkpoint it names.

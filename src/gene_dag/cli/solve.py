@@ -34,6 +34,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="expression .h5ad (cells × genes)")
     p.add_argument("--out", required=True, help="output .h5ad")
+    add_solver_options(p)
+    p.add_argument("--checkpoint", help="directory for checkpoints; a rerun resumes from it")
+    p.add_argument(
+        "--checkpoint-interval",
+        type=nonnegative_float,
+        default=DEFAULTS["checkpoint_interval"],
+        help=f"seconds between checkpoints (default {DEFAULTS['checkpoint_interval']:g})",
+    )
+    p.add_argument(
+        "--max-time",
+        type=nonnegative_float,
+        help="stop after S seconds with the best DAG so far (the checkpoint is kept: a rerun resumes)",
+    )
+    p.set_defaults(func=run)
+
+
+def add_solver_options(p: argparse.ArgumentParser) -> None:
+    """Add the input's layer, the priors and every solver setting (shared with ``gene-dag stability``)."""
     p.add_argument("--layer", help="use this layer instead of X ('raw' for .raw.X)")
     p.add_argument("--regulators", help="file with one regulator gene name per line")
     p.add_argument("--prior", help="TSV with source, target, type[, weight]")
@@ -59,19 +77,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CPU threads of the constrained stage (default: one below about 450 core genes, all above; "
         "chosen by size, never by load)",
     )
-    p.add_argument("--checkpoint", help="directory for checkpoints; a rerun resumes from it")
-    p.add_argument(
-        "--checkpoint-interval",
-        type=nonnegative_float,
-        default=DEFAULTS["checkpoint_interval"],
-        help=f"seconds between checkpoints (default {DEFAULTS['checkpoint_interval']:g})",
-    )
-    p.add_argument(
-        "--max-time",
-        type=nonnegative_float,
-        help="stop after S seconds with the best DAG so far (the checkpoint is kept: a rerun resumes)",
-    )
-    p.set_defaults(func=run)
+
+
+def solver_options(args: argparse.Namespace) -> dict:
+    """Return the keyword options of :func:`gene_dag.tl.learn_dag` that :func:`add_solver_options` parsed."""
+    names = (
+        "regulators", "prior", "groupby", "lambda1", "w_threshold", "standardize", "stability_resamples",
+        "stability_fraction", "stability_min_frequency", "acyclicity", "device", "memory_gb", "core_threads",
+        "seed",
+    )  # fmt: skip
+    return {name: getattr(args, name) for name in names}
 
 
 def _add_sparsity_options(p: argparse.ArgumentParser) -> None:
@@ -171,23 +186,10 @@ def _learn(args: argparse.Namespace, adata) -> None:
 
     learn_dag(  # stores varp["gene_dag"] and uns["gene_dag"] as tl.learn_dag does for any AnnData
         adata,
-        regulators=args.regulators,
-        prior=args.prior,
-        groupby=args.groupby,
         checkpoint=args.checkpoint,
-        lambda1=args.lambda1,
-        w_threshold=args.w_threshold,
-        standardize=args.standardize,
-        stability_resamples=args.stability_resamples,
-        stability_fraction=args.stability_fraction,
-        stability_min_frequency=args.stability_min_frequency,
-        acyclicity=args.acyclicity,
-        device=args.device,
-        memory_gb=args.memory_gb,
-        core_threads=args.core_threads,
-        seed=args.seed,
         max_time=args.max_time,
         checkpoint_interval=args.checkpoint_interval,
+        **solver_options(args),
     )
 
 

@@ -115,7 +115,9 @@ def fit(
     net = learn_network(stats, mask, settings, checkpoint=checkpoint)
     counts = None
     if settings.stability_resamples:
-        counts = resample_counts(strata, cells, mask, net, range(settings.stability_resamples))
+        counts = resample_counts(
+            strata, cells, mask, path=net.path, settings=net.settings, resamples=range(settings.stability_resamples)
+        )
     result = _result(stats, mask, net, counts, settings=settings, gene_names=gene_names)
     result.info["run"].update(groups=cells.describe())
     return result if return_result else result.adjacency
@@ -234,14 +236,20 @@ def learn_network(
     cov = np.asarray(stats.cov, dtype=np.float64)
     variances = _variances(stats, standardize=settings.standardize)
     if path is None:
-        if settings.lambda1 is None and settings.standardize:
-            path = select_lambda(cov, variances, mask, settings, stats.n)
-            _warn_path_end(path)
-        else:
-            path = at_lambda(cov, variances, mask, resolved(settings), stats.n)
+        path = lambda_path(stats, mask, settings)
+        _warn_path_end(path)
     used = resolved(settings, lambda1=path.lambda1)
     result = solve(cov, variances, mask, used, checkpoint, V0=path.V_chosen)
     return Network(path, result, used)
+
+
+def lambda_path(stats: SufficientStats, mask: EdgeMask, settings: SolverSettings) -> LambdaPath:
+    """Compute the λ path of these statistics: chosen by the criterion, or at the user's λ."""
+    cov = np.asarray(stats.cov, dtype=np.float64)
+    variances = _variances(stats, standardize=settings.standardize)
+    if settings.lambda1 is None and settings.standardize:
+        return select_lambda(cov, variances, mask, settings, stats.n)
+    return at_lambda(cov, variances, mask, resolved(settings), stats.n)
 
 
 def _warn_path_end(path: LambdaPath) -> None:
@@ -260,17 +268,65 @@ def _warn_path_end(path: LambdaPath) -> None:
         )
 
 
-def resample_counts(strata: StrataStats, cells: CellStrata, mask: EdgeMask, net: Network, resamples) -> EdgeCounts:
-    """Count the network edges of the given resamples (their ids; the plan comes from the seed)."""
-    s = net.settings
+def resample_counts(
+    strata: StrataStats,
+    cells: CellStrata,
+    mask: EdgeMask,
+    *,
+    path: LambdaPath,
+    settings: SolverSettings,
+    resamples,
+) -> EdgeCounts:
+    """Count the network edges of the given resamples (their ids; the plan comes from the seed).
+
+    Every resample is solved at the full data's λ (``path``), with ``settings`` resolved.
+    """
+    s = settings
     plan = resample_plan(cells.n_chunks, s.stability_resamples, s.stability_fraction, s.seed)
     counts = EdgeCounts.empty(mask.n_genes)
     for b in resamples:
+        if not 0 <= b < len(plan):
+            raise ConfigError(f"resample {b} is not one of the {len(plan)} resamples (0 to {len(plan) - 1})")
         sub = strata.combine(members=cells.members(plan[b]), groups=cells.group_of_stratum, scale=s.standardize)
-        W = learn_network(sub, mask, s, path=net.path).result.W
-        counts.add(W)
+        W = learn_network(sub, mask, s, path=path).result.W
+        counts.add(W, b)
         log.info("stability resample %d of %d: %d edges", b + 1, s.stability_resamples, W.nnz)
     return counts
+
+
+def stability_block(
+    data: Any,
+    resamples,
+    *,
+    regulators: list[str] | str | Path | None = None,
+    prior: pd.DataFrame | str | Path | None = None,
+    genes: list[str] | None = None,
+    layer: str | None = None,
+    groups: Any = None,
+    **options: Any,
+) -> EdgeCounts:
+    """Solve some of the stability resamples of :func:`fit` and count their edges.
+
+    The same one pass over the cells, the same λ and the same resample plan as ``fit``
+    with these options, so the counts of disjoint blocks of resamples (separate jobs)
+    add up to exactly those of one ``fit``: the engine of a fan-out.
+
+    Parameters
+    ----------
+    data, regulators, prior, genes, layer, groups, **options
+        As for :func:`fit`; ``stability_resamples`` is the total number B.
+    resamples
+        Ids of the resamples to solve, from 0 to B - 1.
+    """
+    settings = settings_from(**options)
+    if not settings.stability_resamples:
+        raise ConfigError("stability_resamples must be > 0 for a block of stability resamples")
+    mask = _mask(_genes_of(data, genes), regulators, prior)
+    cells = CellStrata.of(data, groups, settings)
+    strata, stats = _statistics(data, cells, mask, settings, layer)
+    path = lambda_path(stats, mask, settings)
+    used = resolved(settings, lambda1=path.lambda1)
+    return resample_counts(strata, cells, mask, path=path, settings=used, resamples=list(resamples))
 
 
 def _result(stats, mask: EdgeMask, net: Network, counts, *, settings: SolverSettings, gene_names) -> FitResult:

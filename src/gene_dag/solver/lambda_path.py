@@ -120,11 +120,12 @@ def select_lambda(
         return LambdaPath(np.array([0.0]), np.array([0.0]), np.array([0]), 0, True, zero, zero)
     lambdas = top * np.geomspace(1.0, t.path_ratio, t.path_length)
     V = torch.zeros_like(prob.B)
+    criterion = Ebic(prob, n_cells, t.ebic_gamma)
     tried, crit, edges = [], [], []
     best, V_best = 0, V.clone()
     for i, lam in enumerate(lambdas):
         V = _lasso_all(prob, float(lam), V)
-        value, count = ebic(prob, V, n_cells, t.ebic_gamma)
+        value, count = criterion(V)
         tried.append(lam), crit.append(value), edges.append(count)
         log.info("lambda path %d/%d: lambda1 %.4g, %d edges, EBIC %.6g", i + 1, len(lambdas), lam, count, value)
         if value < crit[best] or i == 0:
@@ -163,7 +164,8 @@ def at_lambda(
     prob = Problem(cov_rows, variances, mask, settings)
     V = _lasso_all(prob, lam, torch.zeros_like(prob.B))
     V_half = _lasso_all(prob, 0.5 * lam, V)
-    crit = [ebic(prob, W, n_cells, settings.tuning.ebic_gamma) for W in (V, V_half)]
+    criterion = Ebic(prob, n_cells, settings.tuning.ebic_gamma)
+    crit = [criterion(W) for W in (V, V_half)]
     return LambdaPath(
         np.array([lam, 0.5 * lam]),
         np.array([c[0] for c in crit]),
@@ -187,27 +189,38 @@ def _lasso_all(prob: Problem, lam: float, V0: torch.Tensor) -> torch.Tensor:
     return V
 
 
-def ebic(prob: Problem, V: torch.Tensor, n_cells: int, gamma: float) -> tuple[float, int]:
-    """Return the extended BIC of the neighbourhood supports in ``V`` (k × d, scaled) and their edge count."""
-    A = prob.A.cpu().numpy().astype(np.float64)
-    B = prob.B.cpu().numpy().astype(np.float64)
-    Vn = V.cpu().numpy()
-    log_n = math.log(max(n_cells, 2))
-    total, count = 0.0, 0
-    bs = prob.column_block_size()
-    for a in range(0, prob.d, bs):
-        cols = np.arange(a, min(prob.d, a + bs))
-        p = prob.allowed(cols).sum(axis=0)
-        for c, j in enumerate(cols):
-            var = prob.variances[j]
+class Ebic:
+    """The extended BIC of neighbourhood supports, for every point of one path.
+
+    The float64 statistics and each target's number of allowed regulators are taken once
+    per path, not once per λ.
+    """
+
+    def __init__(self, prob: Problem, n_cells: int, gamma: float):
+        self.prob, self.n_cells = prob, n_cells
+        self.A = prob.A.cpu().numpy().astype(np.float64)
+        self.B = prob.B.cpu().numpy().astype(np.float64)
+        bs = prob.column_block_size()
+        self.p = np.concatenate(
+            [prob.allowed(np.arange(a, min(prob.d, a + bs))).sum(axis=0) for a in range(0, prob.d, bs)]
+        )
+        log_n = math.log(max(n_cells, 2))
+        self.cost = [log_n + 2.0 * gamma * math.log(max(int(v), 1)) for v in self.p]
+
+    def __call__(self, V: torch.Tensor) -> tuple[float, int]:
+        """Return the criterion of the supports in ``V`` (k × d, scaled) and their edge count."""
+        Vn = V.cpu().numpy()
+        total, count = 0.0, 0
+        for j in range(self.prob.d):
+            var = self.prob.variances[j]
             if not var > 0:
                 continue
             S = np.flatnonzero(Vn[:, j])
             rss = var
             if S.size:
-                b = B[S, j]
-                coef = np.linalg.lstsq(A[np.ix_(S, S)], b, rcond=None)[0]
+                b = self.B[S, j]
+                coef = np.linalg.lstsq(self.A[np.ix_(S, S)], b, rcond=None)[0]
                 rss = max(var - float(b @ coef), 1e-12 * var)
-            total += n_cells * math.log(rss / var) + S.size * (log_n + 2.0 * gamma * math.log(max(p[c], 1)))
+            total += self.n_cells * math.log(rss / var) + S.size * self.cost[j]
             count += S.size
-    return total, count
+        return total, count

@@ -236,3 +236,28 @@ def test_learn_dag_groupby_reads_an_obs_column():
     assert ad.uns["gene_dag"]["run"]["groups"] == "a, b"
     with pytest.raises(gene_dag.errors.ConfigError, match="obs column"):
         gene_dag.tl.learn_dag(ad, groupby="nope")
+
+
+def test_only_stable_edges_are_kept_in_process_and_after_a_merge():
+    import anndata
+
+    X, _ = _sem(12, 1200, seed=7)
+    full = gene_dag.fit(X, return_result=True, stability_resamples=6, core_threads=1, seed=3)
+    stable = gene_dag.fit(
+        X, return_result=True, stability_resamples=6, stability_min_frequency=0.9, core_threads=1, seed=3
+    )
+    sel = full.selection_frequency.toarray()
+    kept = (full.adjacency.toarray() != 0) & (sel >= 0.9)
+    assert 0 < kept.sum() < full.adjacency.nnz  # some edges are unstable, some stable
+    assert ((stable.adjacency.toarray() != 0) == kept).all()
+    assert ((stable.adjacency_std.toarray() != 0) == kept).all()
+    assert stable.info["run"]["n_unstable_edges_dropped"] == full.adjacency.nnz - kept.sum()
+    # the same rule when block counts are merged into a network solved without resamples
+    ad = anndata.AnnData(X.astype(np.float32))
+    gene_dag.tl.learn_dag(ad, core_threads=1, seed=3)
+    counts = gene_dag.solver.api.stability_block(X, range(6), stability_resamples=6, core_threads=1, seed=3)
+    gene_dag.tl.add_stability(ad, counts, min_frequency=0.9)
+    merged = ad.varp["gene_dag"].toarray() != 0
+    assert (merged <= (ad.varp["gene_dag_selection"].toarray() >= 0.9)).all()
+    assert ((ad.varp["gene_dag_std"].toarray() != 0) == merged).all()
+    assert ad.uns["gene_dag"]["run"]["n_edges"] == merged.sum()

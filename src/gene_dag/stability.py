@@ -114,6 +114,17 @@ class EdgeCounts:
             raise InputError(f"not a gene-dag edge-count file ({io.one_line(exc)})", path) from exc
 
 
+def keep_stable(networks: list[sp.spmatrix], selection: sp.spmatrix, low: float) -> tuple[list[sp.csr_matrix], int]:
+    """Keep the entries of each network whose selection frequency is at least ``low``.
+
+    ``networks`` share one support (a network in two units); returns them and how many
+    edges of the first were dropped.
+    """
+    keep = sp.csr_matrix(selection >= low, dtype=bool)
+    kept = [sp.csr_matrix(W).multiply(keep).tocsr() for W in networks]
+    return kept, int(sp.csr_matrix(networks[0]).nnz - kept[0].nnz)
+
+
 def _reciprocal(M: sp.csr_matrix) -> sp.csr_matrix:
     M = sp.csr_matrix(M, copy=True)
     M.data = 1.0 / M.data

@@ -173,13 +173,13 @@ def add_stability(
     run = adata.uns.setdefault(key, {}).setdefault("run", {})
     run["stability_resamples"] = int(counts.n_resamples)
     if min_frequency is not None:
-        W = sp.csr_matrix(adata.varp[key])
-        kept = W.multiply(sp.csr_matrix(selection >= min_frequency)).tocsr()
-        run["n_unstable_edges_dropped"] = int(W.nnz - kept.nnz)
-        adata.varp[key] = kept.astype(np.float32)
-        if key + "_std" in adata.varp:
-            adata.varp[key + "_std"] = sp.csr_matrix(adata.varp[key + "_std"]).multiply(kept.astype(bool)).tocsr()
-        run["n_edges"] = int(kept.nnz)
+        from gene_dag.stability import keep_stable
+
+        names = [k for k in (key, key + "_std") if k in adata.varp]
+        kept, run["n_unstable_edges_dropped"] = keep_stable([adata.varp[k] for k in names], selection, min_frequency)
+        for name, matrix in zip(names, kept, strict=True):
+            adata.varp[name] = matrix.astype(np.float32)
+        run["n_edges"] = int(kept[0].nnz)
     return adata if copy else None
 
 

@@ -20,7 +20,7 @@ from gene_dag.solver.driver import SolveResult, solve
 from gene_dag.solver.lambda_path import LambdaPath, at_lambda, select_lambda
 from gene_dag.solver.ranking import edge_scores, rescale, to_gene_rows, unit_weights
 from gene_dag.solver.settings import SolverSettings, resolve_device, resolved, settings_from
-from gene_dag.stability import EdgeCounts, chunk_labels, resample_plan
+from gene_dag.stability import EdgeCounts, chunk_labels, keep_stable, resample_plan
 from gene_dag.stats import StrataStats, SufficientStats, compute_stats, compute_strata_stats
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,9 @@ def _result(stats, mask: EdgeMask, net: Network, counts, *, settings: SolverSett
     selection = orientation = None
     if counts is not None:
         selection, orientation = counts.frequencies()
-        W, W_std, dropped = _keep_stable(W, W_std, selection, settings.stability_min_frequency)
+        dropped = 0
+        if settings.stability_min_frequency is not None:
+            (W, W_std), dropped = keep_stable([W, W_std], selection, settings.stability_min_frequency)
         info.update(stability_resamples=counts.n_resamples, n_unstable_edges_dropped=dropped)
     outliers = gene_names[stats.outlier_dominated]
     info.update(
@@ -367,14 +369,6 @@ def _result(stats, mask: EdgeMask, net: Network, counts, *, settings: SolverSett
         orientation_frequency=orientation,
         gene_sd=std,
     )
-
-
-def _keep_stable(W, W_std, selection, low: float | None):
-    if low is None:
-        return W, W_std, 0
-    keep = sp.csr_matrix(selection >= low, dtype=bool)
-    kept = W.multiply(keep).tocsr(), W_std.multiply(keep).tocsr()
-    return kept[0], kept[1], int(W.nnz - kept[0].nnz)
 
 
 def _degenerate_flags(stats, mask: EdgeMask, adjacency: sp.csr_matrix, settings: SolverSettings) -> dict:

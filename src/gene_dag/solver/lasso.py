@@ -142,15 +142,26 @@ def lasso_columns(
     """
     dev, f32 = prob.device, torch.float32
     sign = prob.sign(columns)
+    args = (prob.A, prob.B[:, columns], torch.as_tensor(prob.penalty(columns, lambda1), dtype=f32, device=dev))
+    options = {
+        "allowed": torch.as_tensor(allowed, dtype=f32, device=dev),
+        "sign": None if sign is None else torch.as_tensor(sign, dtype=f32, device=dev),
+        "V0": V0,
+        "tol": torch.as_tensor(prob.s.tuning.lasso_tol * prob.target_scale[columns], dtype=f32, device=dev),
+        "deadline": deadline,
+    }
+    if lasso_method(prob.s.tuning.lasso_method, dev) == "working_set":
+        from gene_dag.solver.working_set import working_set_lasso
+
+        return working_set_lasso(*args, **options)  # sets its own threads per operation
     with threads_for(2.0 * prob.k * prob.k * len(columns), dev):
-        return batched_lasso(
-            prob.A,
-            prob.B[:, columns],
-            torch.as_tensor(prob.penalty(columns, lambda1), dtype=f32, device=dev),
-            allowed=torch.as_tensor(allowed, dtype=f32, device=dev),
-            sign=None if sign is None else torch.as_tensor(sign, dtype=f32, device=dev),
-            V0=V0,
-            L=L,
-            tol=torch.as_tensor(prob.s.tuning.lasso_tol * prob.target_scale[columns], dtype=f32, device=dev),
-            deadline=deadline,
-        )
+        return batched_lasso(*args, L=L, **options)
+
+
+def lasso_method(method: str, device: torch.device) -> str:
+    """Resolve ``Tuning.lasso_method`` ("auto": working sets on the CPU, FISTA on a GPU)."""
+    if method == "auto":
+        return "fista" if device.type == "cuda" else "working_set"
+    if method not in ("fista", "working_set"):
+        raise ValueError(f"lasso_method must be 'auto', 'fista' or 'working_set', not {method!r}")
+    return method

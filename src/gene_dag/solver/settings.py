@@ -52,8 +52,13 @@ class Tuning:
     path_s_final
         The log-det parameter s falls linearly from 1 to this over the five stages.
     lasso_tol
-        Batched lasso stops when each column's largest step is below this times the
-        target's standard deviation.
+        Batched lasso stops when each column's largest step (FISTA) or optimality
+        violation (working set) is below this times the target's standard deviation.
+    lasso_method
+        ``"working_set"`` (coordinate descent on growing working sets, cost following the
+        solution's sparsity), ``"fista"`` (dense batched products, cost following k² per
+        step), or ``"auto"``: working sets on the CPU, FISTA on a GPU, where a dense
+        product is cheap next to the many small operations of coordinate descent.
     path_length, path_ratio
         Automatic λ: the path has this many values, geometric from the smallest λ that
         selects nothing down to ``path_ratio`` times it.
@@ -75,6 +80,7 @@ class Tuning:
     inner_ftol: float = 2.2e-9
     path_s_final: float = 0.6
     lasso_tol: float = 1e-4
+    lasso_method: str = "auto"
     path_length: int = 20
     path_ratio: float = 0.01
     path_patience: int = 3

@@ -1,0 +1,106 @@
+"""The working-set lasso: the same optimum as FISTA, optimality checked independently."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gene_dag.metrics import count_accuracy
+from gene_dag.simulate import simulate_adata
+from gene_dag.solver.api import fit
+from gene_dag.solver.lasso import batched_lasso
+from gene_dag.solver.working_set import working_set_lasso
+
+
+def _problem(k: int = 60, c: int = 400, n: int = 300, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, k, generator=gen, dtype=torch.float64)
+    X[:, 1:] += 0.6 * X[:, :-1]  # correlated regulators, as co-expressed TFs are
+    X = (X - X.mean(0)) / X.std(0)
+    A = X.T @ X / n
+    truth = (torch.rand(k, c, generator=gen, dtype=torch.float64) < 0.04) * torch.randn(
+        k, c, generator=gen, dtype=torch.float64
+    )
+    Y = X @ truth + torch.randn(n, c, generator=gen, dtype=torch.float64)
+    B = X.T @ Y / n
+    allowed = (torch.rand(k, c, generator=gen) > 0.1).double()
+    sign = torch.where(torch.rand(k, c, generator=gen) < 0.15, torch.sign(torch.randn(k, c, generator=gen)), 0.0)
+    return A.float(), B.float(), allowed.float(), sign.double().float()
+
+
+def _kkt(A, B, V, pen, allowed, sign) -> float:
+    """The largest optimality violation of V, in float64 (independent of either solver)."""
+    A, B, V, pen = A.double(), B.double(), V.double(), pen.double().expand_as(V)
+    G = A @ V - B
+    zero = V == 0
+    free = (G.abs() - pen).clamp_min(0)
+    if sign is not None:
+        free = torch.where(sign > 0, (-G - pen).clamp_min(0), torch.where(sign < 0, (G - pen).clamp_min(0), free))
+    viol = torch.where(zero, free, (G + pen * torch.sign(V)).abs()) * allowed.double()
+    return float(viol.max())
+
+
+def _objective(A, B, V, pen):
+    A, B, V = A.double(), B.double(), V.double()
+    return 0.5 * (V * (A @ V)).sum(0) - (B * V).sum(0) + (pen.double() * V.abs()).sum(0)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_working_set_reaches_the_lasso_optimum(signed):
+    A, B, allowed, sign = _problem()
+    sign = sign if signed else None
+    pen = torch.full((A.shape[0], 1), 0.05)
+    ws = working_set_lasso(A, B, pen, allowed=allowed, sign=sign, tol=1e-5)
+    ref = batched_lasso(A, B, pen, allowed=allowed, sign=sign, tol=1e-6, max_iter=50000)
+    assert ws.converged and ref.converged
+    assert _kkt(A, B, ws.V, pen, allowed, sign) < 5e-5
+    # the same optimum: no column's objective is worse than the long FISTA run's
+    gap = _objective(A, B, ws.V, pen) - _objective(A, B, ref.V, pen)
+    assert float(gap.max()) < 1e-5
+    assert not bool((ws.V[allowed == 0] != 0).any())
+    if signed:
+        assert not bool(((ws.V * sign) < 0).any())
+    # it is sparse, and its support is the reference's (up to coefficients at the tolerance)
+    differ = ((ws.V != 0) != (ref.V != 0)).sum()
+    assert int(differ) <= 0.01 * int((ref.V != 0).sum())
+
+
+def test_dense_columns_go_to_fista_and_still_converge():
+    A, B, allowed, _ = _problem(seed=1)
+    pen = torch.full((A.shape[0], 1), 0.005)  # a small λ: dense solutions
+    res = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-5, max_working_set=8)
+    assert res.converged
+    assert int((res.V != 0).sum(0).max()) > 8  # some columns were solved past the cap
+    assert _kkt(A, B, res.V, pen, allowed, None) < 5e-5
+
+
+def test_warm_start_keeps_the_optimum():
+    A, B, allowed, _ = _problem(seed=2)
+    pen = torch.full((A.shape[0], 1), 0.05)
+    cold = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-5)
+    warm = working_set_lasso(A, B, pen * 0.8, allowed=allowed, V0=cold.V, tol=1e-5)
+    assert warm.converged
+    assert _kkt(A, B, warm.V, pen * 0.8, allowed, None) < 5e-5
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_solve_with_either_lasso_gives_the_same_network(standardize):
+    adata = simulate_adata(300, 1000, graph_type="tf", n_regulators=30, seed=4)
+    truth = adata.varp["true_dag"]
+    regulators = list(adata.var_names[adata.var["is_regulator"].to_numpy()])
+    nets = {}
+    for method in ("working_set", "fista"):
+        res = fit(
+            adata,
+            regulators=regulators,
+            standardize=standardize,
+            return_result=True,
+            tuning={"lasso_method": method},
+        )
+        nets[method] = res.adjacency
+    a, b = nets["working_set"], nets["fista"]
+    shd_ws, shd_fista = count_accuracy(truth, a)["shd"], count_accuracy(truth, b)["shd"]
+    assert abs(shd_ws - shd_fista) <= 2
+    assert ((a != 0) != (b != 0)).nnz <= 2
+    if not standardize:
+        assert shd_ws <= 0.05 * truth.nnz

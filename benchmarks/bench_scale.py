@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--memory-gb", type=float, default=2.0)
     ap.add_argument("--workdir", default=str(HERE / "out"))
+    ap.add_argument("--solve-args", default="", help="more `gene-dag solve` options, e.g. '--no-standardize'")
     ap.add_argument("--out", help="JSON file for the figures (default WORKDIR/scale_<genes>.json)")
     args = ap.parse_args()
 
@@ -43,7 +44,10 @@ def main() -> None:
     tag = f"{args.graph}{args.genes}_k{args.regulators}_n{args.cells}_s{args.seed}"
     data = work / f"{tag}.h5ad"
     regs = work / f"{tag}_regulators.txt"
-    result = work / f"{tag}_{'dense' if args.no_prior else 'prior'}_{args.device}_net.h5ad"
+    variant = "_".join(a.strip("-") for a in args.solve_args.split())
+    result = (
+        work / f"{tag}_{'dense' if args.no_prior else 'prior'}_{args.device}{'_' + variant if variant else ''}_net.h5ad"
+    )
     bindir = Path(sys.executable).parent
     if not data.exists():
         t = time.monotonic()
@@ -88,6 +92,7 @@ def main() -> None:
     ]
     if not args.no_prior:
         cmd += ["--regulators", str(regs)]
+    cmd += args.solve_args.split()
     print("running:", " ".join(cmd), flush=True)
     log_path = result.with_suffix(".log")
     t = time.monotonic()

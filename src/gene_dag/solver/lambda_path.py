@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from gene_dag.prior import EdgeMask
@@ -219,8 +220,20 @@ class Ebic:
             rss = var
             if S.size:
                 b = self.B[S, j]
-                coef = np.linalg.lstsq(self.A[np.ix_(S, S)], b, rcond=None)[0]
-                rss = max(var - float(b @ coef), 1e-12 * var)
+                rss = max(var - float(b @ _least_squares(self.A[np.ix_(S, S)], b)), 1e-12 * var)
             total += self.n_cells * math.log(rss / var) + S.size * self.cost[j]
             count += S.size
         return total, count
+
+
+def _least_squares(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve A x = b for a correlation block A: by Cholesky, by least squares when singular.
+
+    Cholesky is several times faster than the SVD behind ``lstsq`` on the dense supports of
+    a small λ, where the criterion would otherwise cost more than the lasso it judges.
+    """
+    try:
+        factor = scipy.linalg.cho_factor(A, check_finite=False)
+        return scipy.linalg.cho_solve(factor, b, check_finite=False)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(A, b, rcond=None)[0]

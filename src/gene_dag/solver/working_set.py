@@ -120,28 +120,16 @@ def working_set_lasso(
         the last check.
     """
     k, c = B.shape
-    dev, dt = B.device, B.dtype
-    diag = torch.diagonal(A)
-    live = diag > 0
-    mask = live[:, None].expand(k, c).to(dt)
-    if allowed is not None:
-        mask = mask * (allowed > 0).to(dt)
-    pen = torch.as_tensor(penalty, dtype=dt, device=dev).expand(k, c)
-    tol_t = torch.as_tensor(tol, dtype=dt, device=dev).expand(c).clone()
-    V = torch.zeros_like(B) if V0 is None else V0.clone() * mask
+    problem = _Columns.of(A, B, penalty, allowed, sign)
+    tol_t = torch.as_tensor(tol, dtype=B.dtype, device=B.device).expand(c).clone()
+    V = torch.zeros_like(B) if V0 is None else V0.clone() * problem.mask
     cap = max_working_set or max(32, k // 10)
-    problem = _Columns(A, B, pen, mask, sign)
-    todo = torch.arange(c, device=dev)
-    residual = torch.zeros(c, dtype=dt, device=dev)
+    todo, residual = torch.arange(c, device=B.device), torch.zeros_like(tol_t)
     dense_cols: list[torch.Tensor] = []
-    rounds = 0
-    timed_out = False
+    rounds, timed_out = 0, False
     while todo.numel() and rounds < max_rounds:
         rounds += 1
-        with threads_for(2.0 * k * k * todo.numel(), dev):
-            G = score.gradient(A, B[:, todo], V[:, todo])
-        sg = None if sign is None else sign[:, todo]
-        viol = kkt_violation(V[:, todo], G, pen[:, todo], mask[:, todo], sg)
+        viol = problem.violations(V, todo)
         worst = viol.amax(dim=0)
         residual[todo] = worst
         active = worst > tol_t[todo]
@@ -152,52 +140,28 @@ def working_set_lasso(
         n_support = support.sum(dim=0)
         n_violating = ((viol > 0) & ~support).sum(dim=0)
         n_ws = n_support + torch.minimum(n_violating, n_support.clamp_min(min_grow))
-        too_big = n_ws > cap
-        if bool(too_big.any()):
-            dense_cols.append(todo[too_big])
-            keep = ~too_big
-            todo, support, viol, n_ws, worst = todo[keep], support[:, keep], viol[:, keep], n_ws[keep], worst[keep]
-            if not todo.numel():
-                break
+        keep = n_ws <= cap
+        dense_cols.append(todo[~keep])
+        todo, support, viol, n_ws, worst = todo[keep], support[:, keep], viol[:, keep], n_ws[keep], worst[keep]
+        if not todo.numel():
+            break
         priority = torch.where(support, torch.full_like(viol, math.inf), torch.where(viol > 0, viol, -1.0))
         # early rounds need no exact inner solve (as in celer): a tenth of the column's
         # violation, and half its tolerance at the end
         inner_tol = torch.maximum(0.5 * tol_t[todo], 0.1 * worst)
         _solve_working_sets(problem, V, todo, priority=priority, n_ws=n_ws, tol=inner_tol, max_sweeps=max_sweeps)
         if rounds % 5 == 0:
-            log.info(
-                "working-set lasso round %d: %d of %d columns still violating, largest working set %d",
-                rounds,
-                todo.numel(),
-                c,
-                int(n_ws.max()),
-            )
+            log.info("working-set lasso round %d: %d of %d columns still violating", rounds, todo.numel(), c)
         if deadline is not None and time.monotonic() > deadline:
             timed_out = True
             break
     converged = not todo.numel() and not timed_out
     if todo.numel() and not timed_out:  # out of rounds: the last violations are not yet measured
-        with threads_for(2.0 * k * k * todo.numel(), dev):
-            G = score.gradient(A, B[:, todo], V[:, todo])
-        sg = None if sign is None else sign[:, todo]
-        residual[todo] = kkt_violation(V[:, todo], G, pen[:, todo], mask[:, todo], sg).amax(dim=0)
-    if dense_cols:
-        cols = torch.cat(dense_cols)
+        residual[todo] = problem.violations(V, todo).amax(dim=0)
+    cols = torch.cat(dense_cols) if dense_cols else todo[:0]
+    if cols.numel():
         log.info("working-set lasso: %d dense column(s) handed to FISTA", cols.numel())
-        with threads_for(2.0 * k * k * cols.numel(), dev):
-            res = batched_lasso(
-                A,
-                B[:, cols],
-                pen[:, cols],
-                allowed=mask[:, cols],
-                sign=None if sign is None else sign[:, cols],
-                V0=V[:, cols],
-                tol=tol_t[cols],
-                deadline=deadline,
-            )
-        V[:, cols] = res.V
-        residual[cols] = res.max_residual
-        converged = converged and res.converged
+        converged &= problem.fista(V, cols, tol_t[cols], residual, deadline)
     return LassoResult(V, rounds, converged, float(residual.max()) if c else 0.0)
 
 
@@ -210,6 +174,44 @@ class _Columns:
     pen: torch.Tensor
     mask: torch.Tensor
     sign: torch.Tensor | None
+
+    @classmethod
+    def of(cls, A: torch.Tensor, B: torch.Tensor, penalty, allowed, sign) -> _Columns:
+        """Broadcast the penalty and fold constant regulators (zero diagonal) into the mask."""
+        k, c = B.shape
+        mask = (torch.diagonal(A) > 0)[:, None].expand(k, c).to(B.dtype)
+        if allowed is not None:
+            mask = mask * (allowed > 0).to(B.dtype)
+        pen = torch.as_tensor(penalty, dtype=B.dtype, device=B.device).expand(k, c)
+        return cls(A, B, pen, mask, sign)
+
+    def violations(self, V: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Return the KKT violations of V's columns ``cols`` (k × len(cols)), from one dense gradient."""
+        k = self.A.shape[0]
+        with threads_for(2.0 * k * k * cols.numel(), V.device):
+            G = score.gradient(self.A, self.B[:, cols], V[:, cols])
+        sign = None if self.sign is None else self.sign[:, cols]
+        return kkt_violation(V[:, cols], G, self.pen[:, cols], self.mask[:, cols], sign)
+
+    def fista(
+        self, V: torch.Tensor, cols: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, deadline: float | None
+    ) -> bool:
+        """Solve columns ``cols`` by FISTA from V, in place (and their residuals); return convergence."""
+        k = self.A.shape[0]
+        with threads_for(2.0 * k * k * cols.numel(), V.device):
+            res = batched_lasso(
+                self.A,
+                self.B[:, cols],
+                self.pen[:, cols],
+                allowed=self.mask[:, cols],
+                sign=None if self.sign is None else self.sign[:, cols],
+                V0=V[:, cols],
+                tol=tol,
+                deadline=deadline,
+            )
+        V[:, cols] = res.V
+        residual[cols] = res.max_residual
+        return res.converged
 
 
 def _solve_working_sets(

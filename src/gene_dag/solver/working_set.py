@@ -33,6 +33,7 @@ import torch
 
 from gene_dag.solver import score
 from gene_dag.solver.lasso import LassoResult, batched_lasso
+from gene_dag.solver.penalty import prox_l1_masked
 from gene_dag.solver.threads import threads_for
 
 log = logging.getLogger(__name__)
@@ -325,11 +326,7 @@ def _sweep(state: dict, hi: int) -> torch.Tensor:
     for i in range(hi):
         g = (A_s[:, i, :] * v).sum(dim=1) - b[:, i]
         z = v[:, i] - g * inv_dg[:, i]  # the exact minimiser along coordinate i
-        new = torch.sign(z) * (z.abs() - t_dg[:, i]).clamp_min(0.0)
-        if sg is not None:
-            s = sg[:, i]
-            new = torch.where(s > 0, new.clamp_min(0.0), torch.where(s < 0, new.clamp_max(0.0), new))
-        new = new * ok[:, i]
+        new = prox_l1_masked(z, t_dg[:, i], ok[:, i], None if sg is None else sg[:, i])
         biggest = torch.maximum(biggest, (new - v[:, i]).abs() * dg[:, i])
         v[:, i] = new
     return biggest

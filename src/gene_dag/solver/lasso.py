@@ -147,6 +147,7 @@ def lasso_columns(
         "allowed": torch.as_tensor(allowed, dtype=f32, device=dev),
         "sign": None if sign is None else torch.as_tensor(sign, dtype=f32, device=dev),
         "V0": V0,
+        "L": L,
         "tol": torch.as_tensor(prob.s.tuning.lasso_tol * prob.target_scale[columns], dtype=f32, device=dev),
         "deadline": deadline,
     }
@@ -155,7 +156,7 @@ def lasso_columns(
 
         return working_set_lasso(*args, **options)  # sets its own threads per operation
     with threads_for(2.0 * prob.k * prob.k * len(columns), dev):
-        return batched_lasso(*args, L=L, **options)
+        return batched_lasso(*args, **options)
 
 
 def lasso_method(method: str, device: torch.device) -> str:

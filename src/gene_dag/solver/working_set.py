@@ -9,7 +9,7 @@ solved the way glmnet, celer and skglm solve a lasso whose solution is sparse:
 1. one dense product G = A V − B per outer round (at the hardware's GEMM rate) gives every
    coefficient's optimality (KKT) violation;
 2. each column's working set is its support plus its worst violators (at most as many as
-   the support, at least ``min_grow``), so it doubles while the support is growing;
+   the support, at least ``MIN_GROW``), so it doubles while the support is growing;
 3. the small problems on the working sets (A restricted to them, gathered into a batch of
    m × m matrices) are solved together by cyclic coordinate descent, vectorised over the
    columns; each coordinate step is one exact soft-threshold.
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: Elements of one batch of gathered working-set Gram matrices (c × m × m), about 64 MiB
 #: in float32: bounds the memory of the inner solve whatever the working-set sizes.
 GATHER_ELEMENTS = 2**24
+#: Violators a working set gains at least per round (while it has that many).
+MIN_GROW = 8
 
 
 def kkt_violation(
@@ -81,8 +83,8 @@ def working_set_lasso(
     tol: torch.Tensor | float = 1e-4,
     max_rounds: int = 100,
     max_sweeps: int = 500,
-    min_grow: int = 8,
     max_working_set: int | None = None,
+    L: float | None = None,
     deadline: float | None = None,
 ) -> LassoResult:
     """Solve the batched masked lasso of every column of B (k × c) by working-set CD.
@@ -105,12 +107,12 @@ def working_set_lasso(
         Per-column tolerance (c,) on the largest optimality violation, in B's units.
     max_rounds, max_sweeps
         Outer rounds (one dense gradient each) and coordinate sweeps per inner solve.
-    min_grow
-        Violators a working set gains at least per round.
     max_working_set
         Columns needing more coefficients than this go to FISTA (default: k // 10, at
         least 32): on solutions that dense, coordinate descent's sweeps cost more than
         FISTA's dense products.
+    L
+        The Lipschitz constant of A for those FISTA columns (computed when not given).
     deadline
         A ``time.monotonic()`` value after which the solve returns unconverged.
 
@@ -140,7 +142,7 @@ def working_set_lasso(
         support = V[:, todo] != 0
         n_support = support.sum(dim=0)
         n_violating = ((viol > 0) & ~support).sum(dim=0)
-        n_ws = n_support + torch.minimum(n_violating, n_support.clamp_min(min_grow))
+        n_ws = n_support + torch.minimum(n_violating, n_support.clamp_min(MIN_GROW))
         keep = n_ws <= cap
         dense_cols.append(todo[~keep])
         todo, support, viol, n_ws, worst = todo[keep], support[:, keep], viol[:, keep], n_ws[keep], worst[keep]
@@ -162,7 +164,7 @@ def working_set_lasso(
     cols = torch.cat(dense_cols) if dense_cols else todo[:0]
     if cols.numel():
         log.info("working-set lasso: %d dense column(s) handed to FISTA", cols.numel())
-        converged &= problem.fista(V, cols, tol_t[cols], residual, deadline)
+        converged &= problem.fista(V, cols, tol_t[cols], residual, L=L, deadline=deadline)
     return LassoResult(V, rounds, converged, float(residual.max()) if c else 0.0)
 
 
@@ -195,7 +197,14 @@ class _Columns:
         return kkt_violation(V[:, cols], G, self.pen[:, cols], self.mask[:, cols], sign)
 
     def fista(
-        self, V: torch.Tensor, cols: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, deadline: float | None
+        self,
+        V: torch.Tensor,
+        cols: torch.Tensor,
+        tol: torch.Tensor,
+        residual: torch.Tensor,
+        *,
+        L: float | None,
+        deadline: float | None,
     ) -> bool:
         """Solve columns ``cols`` by FISTA from V, in place (and their residuals); return convergence."""
         k = self.A.shape[0]
@@ -207,6 +216,7 @@ class _Columns:
                 allowed=self.mask[:, cols],
                 sign=None if self.sign is None else self.sign[:, cols],
                 V0=V[:, cols],
+                L=L,
                 tol=tol,
                 deadline=deadline,
             )

@@ -5,6 +5,8 @@ Reports wall time, peak RSS and accuracy (SHD, TPR, FDR) against the simulated t
     python benchmarks/bench_scale.py --genes 10000 --regulators 1000 --cells 5000
     python benchmarks/bench_scale.py --genes 20000 --regulators 2000 --cells 5000
     python benchmarks/bench_scale.py --genes 10000 --cells 5000 --no-prior --device cuda  # dense, GPU
+    python benchmarks/bench_scale.py --graph er --genes 2000 --cells 2000 --no-prior --seed 3 \
+        --solve-args=--no-standardize  # no regulator list: the candidate screen
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def main() -> None:
         "n_true": int(m["n_true"]),
         "n_predicted": int(m["n_predicted"]),
         "converged": bool(run["converged"]),
+        **{k: run[k] for k in sorted(run) if k.startswith("screen")},
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
     }

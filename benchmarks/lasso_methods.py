@@ -40,7 +40,7 @@ def main() -> None:
 
     from gene_dag.prior import build_mask
     from gene_dag.simulate import simulate_adata
-    from gene_dag.solver.lambda_path import _lasso_all
+    from gene_dag.solver.lambda_path import neighbourhood_fit
     from gene_dag.solver.problem import Problem
     from gene_dag.solver.settings import SolverSettings, Tuning
     from gene_dag.stats import compute_stats
@@ -68,7 +68,7 @@ def main() -> None:
             s = SolverSettings(lambda1=lam, standardize=args.standardize, tuning=Tuning(lasso_method=method))
             prob = Problem(cov, variances, mask, s)
             t = time.monotonic()
-            V = _lasso_all(prob, lam, torch.zeros_like(prob.B))
+            V = neighbourhood_fit(prob, lam, torch.zeros_like(prob.B))
             elapsed = time.monotonic() - t
             A, B = prob.A.double(), prob.B.double()
             Vd = V.double()

@@ -172,6 +172,8 @@ class EdgeMask:
     matrices hold the exceptions: ``forbidden`` (never an edge), ``required`` (always in
     the support, unpenalised), ``sign`` (+1 / -1 constraint) and ``penalty`` (L1
     multiplier, explicit entries only; 1 elsewhere). Self-loops are always excluded.
+    ``candidates``, when set, is the candidate screen's k x d pattern
+    (:mod:`gene_dag.solver.screen`): only its edges (less the forbidden ones) are allowed.
     """
 
     genes: np.ndarray
@@ -181,6 +183,7 @@ class EdgeMask:
     sign: sp.csr_matrix
     penalty: sp.csr_matrix
     missing: dict = field(default_factory=dict)
+    candidates: sp.csr_matrix | None = None
 
     @property
     def n_genes(self) -> int:
@@ -195,7 +198,10 @@ class EdgeMask:
     def allowed_block(self, columns: np.ndarray | slice | None = None) -> np.ndarray:
         """Dense boolean k x c block of allowed edges for the given target columns."""
         cols = np.arange(self.n_genes)[columns if columns is not None else slice(None)]
-        allowed = np.ones((self.n_regulators, len(cols)), dtype=bool)
+        if self.candidates is None:
+            allowed = np.ones((self.n_regulators, len(cols)), dtype=bool)
+        else:
+            allowed = self.candidates[:, cols].toarray().astype(bool)
         allowed[self.forbidden[:, cols].nonzero()] = False
         position = {int(c): p for p, c in enumerate(cols)}
         for row, gene in enumerate(self.regulators):
@@ -206,6 +212,13 @@ class EdgeMask:
 
     def n_allowed(self) -> int:
         """Count the allowed edges (self-loops and forbidden edges excluded)."""
+        if self.candidates is not None:
+            return int(
+                sum(
+                    self.allowed_block(np.arange(a, min(a + 4096, self.n_genes))).sum()
+                    for a in range(0, self.n_genes, 4096)
+                )
+            )
         self_loops = self.n_regulators  # every regulator is also a column
         return self.n_regulators * self.n_genes - self_loops - self.forbidden.nnz
 

@@ -19,6 +19,7 @@ from gene_dag.prior import EdgeMask, build_mask, read_edge_prior, read_regulator
 from gene_dag.solver.driver import SolveResult, solve
 from gene_dag.solver.lambda_path import LambdaPath, at_lambda, select_lambda
 from gene_dag.solver.ranking import edge_scores, rescale, to_gene_rows, unit_weights
+from gene_dag.solver.screen import screen_mask, widen_screen
 from gene_dag.solver.settings import SolverSettings, resolve_device, resolved, settings_from
 from gene_dag.stability import EdgeCounts, chunk_labels, keep_stable, resample_plan
 from gene_dag.stats import StrataStats, SufficientStats, compute_stats, compute_strata_stats
@@ -235,11 +236,23 @@ def learn_network(
     """
     cov = np.asarray(stats.cov, dtype=np.float64)
     variances = _variances(stats, standardize=settings.standardize)
+    screen = screen_mask(cov, variances, mask, settings, stats.n)
+    if screen is not None:
+        mask = screen.mask
     if path is None:
         path = lambda_path(stats, mask, settings)
         _warn_path_end(path)
     used = resolved(settings, lambda1=path.lambda1)
-    result = solve(cov, variances, mask, used, checkpoint, V0=path.V_chosen)
+    result = solve(cov, variances, mask, used, checkpoint, V0=path.V_chosen, n_cells=stats.n)
+    if screen is not None and result.info.get("screen_edges_entered", 0) and not result.info["timed_out"]:
+        # edges the completion brought in were missing from the constrained solve, whose
+        # order they may change: solve once more with them among the candidates
+        mask = widen_screen(mask, result.W_continuous)
+        again = None if checkpoint is None else Path(checkpoint) / "widened_screen"
+        first = result.info
+        result = solve(cov, variances, mask, used, again, V0=path.V_chosen, n_cells=stats.n)
+        result.info.update(screen_edges_entered_first=first["screen_edges_entered"], screen_widened=True)
+    result.info.update({"screened": screen is not None, **({} if screen is None else screen.info)})
     return Network(path, result, used)
 
 

@@ -111,7 +111,8 @@ def fingerprint(cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask, s: 
     h.update(np.ascontiguousarray(cov_rows, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(variances, dtype=np.float64).tobytes())
     h.update(np.asarray(mask.regulators).tobytes())
-    for m in (mask.forbidden, mask.required, mask.sign, mask.penalty):
+    screen = () if mask.candidates is None else (mask.candidates,)
+    for m in (mask.forbidden, mask.required, mask.sign, mask.penalty, *screen):
         coo = m.tocoo()
         h.update(coo.row.tobytes() + coo.col.tobytes() + np.asarray(coo.data, dtype=np.float64).tobytes())
     settings = {k: v for k, v in asdict(s).items() if k not in ("max_time", "checkpoint_interval")}

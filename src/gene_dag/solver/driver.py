@@ -10,7 +10,9 @@ zero outside the k regulator rows (docs/design.md). The stages:
    larger one is split into the components of its lasso candidates (active set).
 3. refits (refit.py): the support refit and refinement after a whole core, the order
    refit after an active set.
-4. threshold |w|, break any cycle left, return a DAG (postprocess.py).
+4. after a candidate screen (screen.py), every column re-solved over the whole mask in
+   the causal order found (refit.complete_in_order).
+5. threshold |w|, break any cycle left, return a DAG (postprocess.py).
 
 The checkpointed ``Run.state`` records the stage reached (``lasso`` with its next block,
 ``core`` with its round and next bucket, the central path's last finished stage) and
@@ -36,7 +38,7 @@ from gene_dag.solver.components import Component, buckets, find_components, solv
 from gene_dag.solver.lasso import lasso_columns, lipschitz
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import Problem, required_gene_matrix, to_gene_matrix, total_score
-from gene_dag.solver.refit import order_refit, refine_core, support_refit
+from gene_dag.solver.refit import complete_in_order, order_refit, refine_core, support_refit
 from gene_dag.solver.settings import SolverSettings
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ def solve(
     checkpoint_dir=None,
     *,
     V0: torch.Tensor | None = None,
+    n_cells: int | None = None,
 ) -> SolveResult:
     """Learn the DAG from covariance rows C[R, :] (k × d) and the diagonal of C (d,).
 
@@ -119,9 +122,14 @@ def solve(
     (:func:`gene_dag.solver.settings.resolved` fills the automatic ones).
     ``V0`` (k × d, scaled space) warm-starts the lasso stage, e.g. with the λ path's
     neighbourhood fit at the same λ, whose independent columns are already the answer.
+    A mask with a candidate screen (``mask.candidates``) needs ``n_cells``, the cells
+    behind the statistics: the completion after the screen penalises edges from outside
+    it at the noise level, which depends on them.
     Returns the thresholded DAG in original units.
     """
     s = settings or SolverSettings()
+    if mask.candidates is not None and n_cells is None:
+        raise ValueError("a screened mask needs n_cells (the completion's noise level depends on it)")
     t0 = time.monotonic()
     prob = Problem(cov_rows, variances, mask, s)
     if s.device == "auto":
@@ -144,6 +152,8 @@ def solve(
         prob, state["V"].to(prob.device, copy=True), state, ckpt, None if s.max_time is None else t0 + s.max_time, info
     )
     timed_out = _run_stages(run, cycle_core(prob))
+    if mask.candidates is not None and not timed_out:
+        complete_in_order(run, n_cells)
     return _finish(run, t0, timed_out=timed_out)
 
 
@@ -279,7 +289,7 @@ def core_stage(run: Run, core: Core) -> bool:
         order_refit(run, core)
     elif t.support_refit:
         support_refit(run, core)
-    if not core.active_set and t.decompose and t.refine:
+    if t.decompose and t.refine:
         refine_core(run, core)
     return False
 

@@ -125,7 +125,7 @@ def select_lambda(
     tried, crit, edges = [], [], []
     best, V_best = 0, V.clone()
     for i, lam in enumerate(lambdas):
-        V = _lasso_all(prob, float(lam), V)
+        V = neighbourhood_fit(prob, float(lam), V)
         value, count = criterion(V)
         tried.append(lam), crit.append(value), edges.append(count)
         log.info("lambda path %d/%d: lambda1 %.4g, %d edges, EBIC %.6g", i + 1, len(lambdas), lam, count, value)
@@ -137,7 +137,7 @@ def select_lambda(
     floor = noise_floor(prob, n_cells) if settings.standardize else 0.0
     lam = float(tried[best])
     if floor > lam:
-        lam, V_best = floor, _lasso_all(prob, floor, V_best)
+        lam, V_best = floor, neighbourhood_fit(prob, floor, V_best)
     return LambdaPath(
         np.array(tried), np.array(crit), np.array(edges), best, complete, V_best, V, floor=floor, lambda1=lam
     )
@@ -163,8 +163,8 @@ def at_lambda(
     """Fit the neighbourhoods at the user's λ and at half of it (for the ranking of the rest)."""
     lam = float(settings.lambda1)
     prob = Problem(cov_rows, variances, mask, settings)
-    V = _lasso_all(prob, lam, torch.zeros_like(prob.B))
-    V_half = _lasso_all(prob, 0.5 * lam, V)
+    V = neighbourhood_fit(prob, lam, torch.zeros_like(prob.B))
+    V_half = neighbourhood_fit(prob, 0.5 * lam, V)
     criterion = Ebic(prob, n_cells, settings.tuning.ebic_gamma)
     crit = [criterion(W) for W in (V, V_half)]
     return LambdaPath(
@@ -179,7 +179,7 @@ def at_lambda(
     )
 
 
-def _lasso_all(prob: Problem, lam: float, V0: torch.Tensor) -> torch.Tensor:
+def neighbourhood_fit(prob: Problem, lam: float, V0: torch.Tensor) -> torch.Tensor:
     """Neighbourhood lasso of every target at ``lam``, warm-started from ``V0``."""
     V = V0.clone()
     bs = prob.column_block_size()

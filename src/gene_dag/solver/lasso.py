@@ -133,16 +133,19 @@ def lasso_columns(
     L: float | None = None,
     deadline: float | None = None,
     lambda1: float | None = None,
+    penalty: np.ndarray | None = None,
 ) -> LassoResult:
     """Solve the batched lasso of ``prob``'s target ``columns`` on the given ``allowed`` k × c block.
 
     Every lasso of the solver (the independent columns, the support refit, the order
     refit, the automatic λ path) is this call: penalties, signs and per-column
-    tolerances come from ``prob``; ``lambda1`` overrides the settings' λ.
+    tolerances come from ``prob``; ``lambda1`` overrides the settings' λ, ``penalty``
+    (k × c, scaled space) the whole L1 weight block.
     """
     dev, f32 = prob.device, torch.float32
     sign = prob.sign(columns)
-    args = (prob.A, prob.B[:, columns], torch.as_tensor(prob.penalty(columns, lambda1), dtype=f32, device=dev))
+    pen = prob.penalty(columns, lambda1) if penalty is None else penalty
+    args = (prob.A, prob.B[:, columns], torch.as_tensor(pen, dtype=f32, device=dev))
     options = {
         "allowed": torch.as_tensor(allowed, dtype=f32, device=dev),
         "sign": None if sign is None else torch.as_tensor(sign, dtype=f32, device=dev),

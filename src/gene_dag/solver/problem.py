@@ -9,6 +9,8 @@ block size, not d².
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -49,9 +51,13 @@ class Problem:
         self.closes_required_cycle = _closes_required_cycle(mask)
 
     # per-block dense views of the mask, built on demand (memory-bounded)
-    def allowed(self, cols: np.ndarray) -> np.ndarray:
-        """Dense k × c block of the edges that may exist (required ones always)."""
-        block = self.mask.allowed_block(cols)
+    def allowed(self, cols: np.ndarray, *, screened: bool = True) -> np.ndarray:
+        """Dense k × c block of the edges that may exist (required ones always).
+
+        ``screened=False`` ignores the mask's candidate screen: every edge the prior allows.
+        """
+        mask = self.mask if screened or self.mask.candidates is None else replace(self.mask, candidates=None)
+        block = mask.allowed_block(cols)
         block[self.dead_rows, :] = False
         if self.closes_required_cycle.nnz:
             block &= ~self.closes_required_cycle[:, cols].toarray()

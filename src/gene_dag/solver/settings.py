@@ -68,6 +68,14 @@ class Tuning:
     ebic_gamma
         γ of the extended BIC (Chen & Chen 2008): 0 is BIC; 0.5 is the usual choice when
         candidates per target are many relative to cells.
+    screen
+        The candidate screen (:mod:`gene_dag.solver.screen`): ``"auto"`` screens when the
+        cycle core of the allowed graph is larger than ``full_core_max`` (no regulator
+        list, or a long one), ``"on"`` always, ``"off"`` never.
+    screen_lambda_factor, screen_max_parents
+        The screen's neighbourhood lasso runs at this multiple of the noise level
+        sqrt(2 log p / n) on the correlation scale and keeps at most this many parents
+        per gene (by |coefficient|) before symmetrising.
     """
 
     decompose: bool = True
@@ -85,6 +93,9 @@ class Tuning:
     path_ratio: float = 0.01
     path_patience: int = 3
     ebic_gamma: float = 0.5
+    screen: str = "auto"
+    screen_lambda_factor: float = 0.5
+    screen_max_parents: int = 32
 
 
 @dataclass
@@ -229,6 +240,8 @@ def _check_numbers(s: SolverSettings) -> None:
         raise ConfigError("path_s_final must be in (0, 1] and inner_max_iter >= 1")
     if t.path_length < 2 or not 0 < t.path_ratio < 1 or t.ebic_gamma < 0:
         raise ConfigError("path_length must be >= 2, path_ratio in (0, 1) and ebic_gamma >= 0")
+    if t.screen not in ("auto", "on", "off") or not t.screen_lambda_factor > 0 or t.screen_max_parents < 1:
+        raise ConfigError("screen must be auto, on or off, screen_lambda_factor > 0 and screen_max_parents >= 1")
 
 
 def _check_stability(s: SolverSettings) -> None:

@@ -88,4 +88,4 @@ def test_a_screened_solve_stays_close_to_the_whole_one():
     assert whole["shd"] <= 0.02 * truth.nnz
     # the screen costs accuracy where it misses a parent the order then excludes
     assert screened["shd"] <= 0.1 * truth.nnz and screened["tpr"] >= 0.95
-    assert res.info["run"]["screen_widened"]  # the completion's edges were solved again
+    assert res.info["run"]["screen_solves"] > 1  # the completion's edges were solved again

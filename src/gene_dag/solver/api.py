@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import logging
 import platform
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,10 @@ def _variances(stats: SufficientStats, *, standardize: bool) -> np.ndarray:
     return np.where(stats.zero_variance, 0.0, stats.std.astype(np.float64) ** 2)
 
 
+#: At most this many solves on a screened mask, each with the candidates the last one missed.
+SCREEN_SOLVES = 2
+
+
 def learn_network(
     stats: SufficientStats,
     mask: EdgeMask,
@@ -239,19 +244,29 @@ def learn_network(
     screen = screen_mask(cov, variances, mask, settings, stats.n)
     if screen is not None:
         mask = screen.mask
+    started = time.monotonic()
     if path is None:
         path = lambda_path(stats, mask, settings)
         _warn_path_end(path)
+    path_time = time.monotonic() - started
     used = resolved(settings, lambda1=path.lambda1)
     result = solve(cov, variances, mask, used, checkpoint, V0=path.V_chosen, n_cells=stats.n)
-    if screen is not None and result.info.get("screen_edges_entered", 0) and not result.info["timed_out"]:
-        # edges the completion brought in were missing from the constrained solve, whose
-        # order they may change: solve once more with them among the candidates
-        mask = widen_screen(mask, result.W_continuous)
-        again = None if checkpoint is None else Path(checkpoint) / "widened_screen"
-        first = result.info
+    result.info["time_lambda_path_s"] = path_time
+    solves = [result.info]
+    while result.screen_missed is not None and result.screen_missed.nnz and len(solves) < SCREEN_SOLVES:
+        # edges the completion found were missing from the constrained solve, whose order
+        # they may change: solve again with them among the candidates
+        mask = widen_screen(mask, result.screen_missed)
+        again = None if checkpoint is None else Path(checkpoint) / f"widened_screen_{len(solves)}"
         result = solve(cov, variances, mask, used, again, V0=path.V_chosen, n_cells=stats.n)
-        result.info.update(screen_edges_entered_first=first["screen_edges_entered"], screen_widened=True)
+        solves.append(result.info)
+    if len(solves) > 1:
+        result.info.update(
+            screen_solves=len(solves),
+            screen_edges_entered_per_solve=[int(i["screen_edges_entered"]) for i in solves],
+            time_lambda_path_s=path_time,
+            time_earlier_solves_s=float(sum(i["wall_time_s"] for i in solves[:-1])),
+        )
     result.info.update({"screened": screen is not None, **({} if screen is None else screen.info)})
     return Network(path, result, used)
 

@@ -51,6 +51,8 @@ class SolveResult:
     W: sp.csr_matrix
     W_continuous: sp.csr_matrix
     info: dict = field(default_factory=dict)
+    #: after a candidate screen: the k × d edges outside it that the completion found
+    screen_missed: sp.csr_matrix | None = None
 
 
 @dataclass
@@ -152,9 +154,14 @@ def solve(
         prob, state["V"].to(prob.device, copy=True), state, ckpt, None if s.max_time is None else t0 + s.max_time, info
     )
     timed_out = _run_stages(run, cycle_core(prob))
+    missed = None
     if mask.candidates is not None and not timed_out:
-        complete_in_order(run, n_cells)
-    return _finish(run, t0, timed_out=timed_out)
+        started = time.monotonic()
+        missed = complete_in_order(run, n_cells)
+        run.info["time_completion_s"] = time.monotonic() - started
+    result = _finish(run, t0, timed_out=timed_out)
+    result.screen_missed = missed
+    return result
 
 
 def _run_stages(run: Run, core_rows: np.ndarray) -> bool:
@@ -168,7 +175,9 @@ def _run_stages(run: Run, core_rows: np.ndarray) -> bool:
                 # a core solved whole starts its central path at 0: its lasso would be wasted
                 whole = t.decompose and 0 < core_rows.size <= t.full_core_max
                 skip = run.prob.R[core_rows] if whole else np.zeros(0, dtype=np.int64)
+                started = time.monotonic()
                 timed_out = lasso_stage(run, np.setdiff1d(np.arange(run.prob.d), skip))
+                run.info["time_lasso_s"] = time.monotonic() - started
             if not timed_out:
                 run.save(force=True, stage="core", round=0, bucket=0, V=snapshot(run.V))
         if not timed_out and core_rows.size:
@@ -278,10 +287,12 @@ def core_stage(run: Run, core: Core) -> bool:
     without decomposition, every other gene follows as a column of the same problem.
     """
     active = _active_edges(run, core)
+    started = time.monotonic()
     if run.state["round"] == 0:
         if _solve_core(run, core, active):
             return True
         run.save(round=1, bucket=0, core_converged=run.info["core_converged"], V=snapshot(run.V))
+    run.info["time_core_s"], started = time.monotonic() - started, time.monotonic()
     run.info["core_converged"] = bool(run.state.get("core_converged", True))
     run.info["core_rounds"] = 1
     t = run.prob.s.tuning
@@ -291,6 +302,7 @@ def core_stage(run: Run, core: Core) -> bool:
         support_refit(run, core)
     if t.decompose and t.refine:
         refine_core(run, core)
+    run.info["time_refits_s"] = time.monotonic() - started
     return False
 
 

@@ -86,7 +86,7 @@ def order_refit(run: Run, core: Core) -> None:
     run.info.update(refit_iterations=res.iterations, refit_converged=res.converged)
 
 
-def complete_in_order(run: Run, n_cells: int) -> None:
+def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
     """After a candidate screen: let every allowed parent earlier in the causal order enter.
 
     The order is a topological order of the DAG found on the screened candidates (ties by
@@ -98,6 +98,9 @@ def complete_in_order(run: Run, n_cells: int) -> None:
     earlier genes only; without it, at a small λ (as on raw data), thousands of earlier
     genes would bring in spurious ones by the hundred. Columns of genes that regulate
     nothing are not ordered: they can close no cycle.
+
+    Returns the k × d edges from outside the screen that entered: candidates for one more
+    solve, since a parent the screen hid may have put the order wrong.
     """
     prob, V = run.prob, run.V
     dag, _ = threshold_to_dag(to_gene_matrix(prob, V), prob.s.w_threshold, required_gene_matrix(prob))
@@ -107,36 +110,44 @@ def complete_in_order(run: Run, n_cells: int) -> None:
     is_regulator[prob.R] = True
     margin = prob.s.tuning.screen_lambda_factor * math.sqrt(2.0 * math.log(max(prob.k - 1, 2)) / max(n_cells, 2))
     totals = {"screen_edges_entered": 0, "screen_edges_added": 0, "completion_iterations": 0}
+    found = []
     converged = True
     bs = prob.column_block_size()
     for a in range(0, prob.d, bs):
         cols = np.arange(a, min(prob.d, a + bs))
         ordered = (rank[prob.R][:, None] < rank[cols][None, :]) | ~is_regulator[cols][None, :]
         screened = prob.allowed(cols) & ordered
-        res = _complete_block(run, cols, screened, prob.allowed(cols, screened=False) & ordered, margin)
+        res = _complete_block(run, cols, screened, ordered, margin)
         W = res.V.cpu().numpy() / prob.sigma[:, None]
+        rows, where = np.nonzero((W != 0) & ~screened)
+        found.append((rows, cols[where]))
         totals["screen_edges_entered"] += int(((W != 0) & ~screened).sum())
         totals["screen_edges_added"] += int(((np.abs(W) >= prob.s.w_threshold) & ~screened).sum())
         totals["completion_iterations"] += res.iterations
         converged = converged and res.converged
+    rows = np.concatenate([r for r, _ in found]) if found else np.zeros(0, np.int64)
+    cols = np.concatenate([c for _, c in found]) if found else np.zeros(0, np.int64)
+    missed = sp.csr_matrix((np.ones(rows.size, dtype=bool), (rows, cols)), shape=(prob.k, prob.d))
     run.info.update(totals, completion_converged=converged)
     log.info(
         "completion in the causal order: %d edge(s) from outside the screen entered, %d above the threshold",
         totals["screen_edges_entered"],
         totals["screen_edges_added"],
     )
+    return missed
 
 
-def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, full: np.ndarray, margin: float):
+def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, ordered: np.ndarray, margin: float):
     """Run the completion's rounds on one block of columns: solve, check the excluded edges, add violators."""
     prob, V = run.prob, run.V
+    full = prob.allowed(cols, screened=False) & ordered
     tau = torch.as_tensor(margin * prob.target_scale[cols], dtype=V.dtype, device=V.device)
     for _ in range(COMPLETION_ROUNDS):
         start = V[:, cols] * torch.as_tensor(work, dtype=V.dtype, device=V.device)
         res = lasso_columns(prob, cols, work, start, deadline=run.deadline)
         V[:, cols] = res.V
-        G = score.gradient(prob.A, prob.B[:, cols], res.V).abs() > tau[None, :]
-        violators = G.cpu().numpy() & full & ~work
+        strong = (score.gradient(prob.A, prob.B[:, cols], res.V).abs() > tau[None, :]).cpu().numpy()
+        violators = strong & full & ~work
         if not violators.any():
             break
         work = work | violators

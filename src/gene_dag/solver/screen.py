@@ -132,8 +132,10 @@ def _symmetric_top(V: torch.Tensor, mask: EdgeMask, max_parents: int) -> sp.csr_
     return sp.csr_matrix(G[mask.regulators, :], dtype=bool)
 
 
-def widen_screen(mask: EdgeMask, W: sp.spmatrix) -> EdgeMask:
-    """Add the support of a d × d network (both directions) to a screened mask's candidates."""
-    G = sp.csr_matrix(W, dtype=bool)
+def widen_screen(mask: EdgeMask, edges: sp.spmatrix) -> EdgeMask:
+    """Add k × d edges (regulator rows), in both directions, to a screened mask's candidates."""
+    coo = sp.coo_matrix(edges)
+    d = mask.n_genes
+    G = sp.csr_matrix((np.ones(coo.nnz, dtype=bool), (mask.regulators[coo.row], coo.col)), shape=(d, d))
     G = (G + G.T).tocsr()[mask.regulators, :]
     return replace(mask, candidates=sp.csr_matrix(mask.candidates + G, dtype=bool))

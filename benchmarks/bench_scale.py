@@ -135,8 +135,14 @@ def main() -> None:
     if torch.cuda.is_available():
         figures["gpu"] = torch.cuda.get_device_name(0)
     out = Path(args.out) if args.out else work / f"scale_{tag}_{'dense' if args.no_prior else 'prior'}.json"
-    out.write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures, indent=2))
+    text = json.dumps(figures, indent=2, default=_plain)
+    out.write_text(text)
+    print(text)
+
+
+def _plain(value):
+    """JSON for the numpy values ``uns`` gives back (arrays, numpy scalars)."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,15 @@ def test_a_screened_solve_stays_close_to_the_whole_one():
     # the screen costs accuracy where it misses a parent the order then excludes
     assert screened["shd"] <= 0.1 * truth.nnz and screened["tpr"] >= 0.95
     assert res.info["run"]["screen_solves"] > 1  # the completion's edges were solved again
+
+
+def test_scaling_the_screen_by_residuals_keeps_the_weak_parents():
+    # a parent with a small coefficient into a gene its other parents almost determine has
+    # a large partial correlation: the scaled penalty keeps it, the plain one may not
+    adata = simulate_adata(120, 2000, graph_type="er", seed=5)
+    truth = sp.csr_matrix(adata.varp["true_dag"], dtype=bool)
+    recall = {}
+    for scaled in (False, True):
+        screen, _ = _screen(adata, screen="on", screen_scaled=scaled)
+        recall[scaled] = truth.multiply(_pattern(screen)).nnz / truth.nnz
+    assert recall[True] >= 0.95 and recall[True] > recall[False]

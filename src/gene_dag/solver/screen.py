@@ -36,8 +36,10 @@ import scipy.sparse as sp
 import torch
 
 from gene_dag.prior import EdgeMask
+from gene_dag.solver import score
 from gene_dag.solver.driver import cycle_core
-from gene_dag.solver.lambda_path import lambda_max, neighbourhood_fit, noise_floor
+from gene_dag.solver.lambda_path import lambda_max, noise_floor
+from gene_dag.solver.lasso import lasso_columns
 from gene_dag.solver.problem import Problem
 from gene_dag.solver.settings import SolverSettings
 
@@ -81,9 +83,7 @@ def screen_mask(
     if t.screen == "auto" and core.size <= t.full_core_max:
         return None
     lam = t.screen_lambda_factor * noise_floor(prob, n_cells)
-    V = torch.zeros_like(prob.B)
-    for point in np.geomspace(max(lambda_max(prob), lam), lam, SCREEN_PATH_POINTS):
-        V = neighbourhood_fit(prob, float(point), V)
+    V = _screen_path(prob, lam, scaled=t.screen_scaled)
     candidates = _symmetric_top(V, mask, t.screen_max_parents)
     screened = replace(mask, candidates=candidates)
     per_gene = np.asarray(candidates.sum(axis=0)).ravel()
@@ -105,6 +105,36 @@ def screen_mask(
         info["screen_time_s"],
     )
     return Screen(screened, info)
+
+
+def _screen_path(prob: Problem, lam: float, *, scaled: bool) -> torch.Tensor:
+    """Neighbourhood lasso of every gene down to ``lam``, warm-started along a short path.
+
+    ``scaled``: each gene's penalty is ``lam`` times its residual standard deviation (the
+    scaled lasso, Sun & Zhang 2012), from the previous point of the path, and the last λ is
+    repeated so that the two settle together. The noise level sqrt(2 log p / n) is one of
+    the residual, not of the gene: a gene almost determined by its strongest parents has a
+    small residual, and a weak parent that explains much of it (a large partial
+    correlation, a small coefficient) falls below a penalty in units of the gene's whole
+    variance. It keeps more true edges, and more candidates.
+    """
+    V = torch.zeros_like(prob.B)
+    resid_sd = np.ones(prob.d)
+    top = max(lambda_max(prob), lam)
+    points = [*np.geomspace(top, lam, SCREEN_PATH_POINTS), *((lam, lam) if scaled else ())]
+    bs = prob.column_block_size()
+    for point in points:
+        for a in range(0, prob.d, bs):
+            cols = np.arange(a, min(prob.d, a + bs))
+            pen = np.broadcast_to(prob.penalty(cols, float(point)), (prob.k, cols.size)) * resid_sd[cols][None, :]
+            res = lasso_columns(prob, cols, prob.allowed(cols), V[:, cols], penalty=pen)
+            V[:, cols] = res.V
+            if not scaled:
+                continue
+            f, _ = score.value_and_gradient(prob.A, prob.B[:, cols].T[:, :, None], res.V.T[:, :, None])
+            # the residual variance of a unit-variance target is 1 + 2 f(v) at its fit v
+            resid_sd[cols] = np.sqrt(np.clip(1.0 + 2.0 * f.double().cpu().numpy(), 1e-4, 1.0))
+    return V
 
 
 def correlation_rows(cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask) -> tuple[np.ndarray, np.ndarray]:

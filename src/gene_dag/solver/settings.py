@@ -76,6 +76,9 @@ class Tuning:
         The screen's neighbourhood lasso runs at this multiple of the noise level
         sqrt(2 log p / n) on the correlation scale and keeps at most this many parents
         per gene (by |coefficient|) before symmetrising.
+    screen_scaled
+        Scale each gene's screen penalty by its residual standard deviation (scaled
+        lasso): more true edges kept, and more candidates per gene.
     """
 
     decompose: bool = True
@@ -96,6 +99,7 @@ class Tuning:
     screen: str = "auto"
     screen_lambda_factor: float = 0.5
     screen_max_parents: int = 32
+    screen_scaled: bool = False
 
 
 @dataclass

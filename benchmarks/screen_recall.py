@@ -6,6 +6,7 @@ candidates per gene and the share of true edges it keeps (either direction count
 screen is symmetric, and the constrained solve orients).
 
     python benchmarks/screen_recall.py --genes 2000 5000 10000 --cells 2000
+    python benchmarks/screen_recall.py --genes 120 2000 --cells 2000 --seed 5 --scaled
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     ap.add_argument("--edges-per-node", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--lambda-factor", type=float, nargs="+", default=[0.5], help="Tuning.screen_lambda_factor")
+    ap.add_argument("--scaled", action="store_true", help="Tuning.screen_scaled: penalties by residual sd")
     args = ap.parse_args()
 
     from gene_dag.prior import build_mask
@@ -43,7 +45,8 @@ def main() -> None:
             var = np.ones(d) if standardize else stats.std.astype(np.float64) ** 2
             for factor in args.lambda_factor:
                 settings = settings_from(
-                    standardize=standardize, tuning={"screen": "on", "screen_lambda_factor": factor}
+                    standardize=standardize,
+                    tuning={"screen": "on", "screen_lambda_factor": factor, "screen_scaled": args.scaled},
                 )
                 t = time.monotonic()
                 screen = screen_mask(cov, var, mask, settings, stats.n)
@@ -56,6 +59,7 @@ def main() -> None:
                             "cells": args.cells,
                             "standardize": standardize,
                             "lambda_factor": factor,
+                            "scaled": args.scaled,
                             "screen_s": round(elapsed, 2),
                             "candidates_per_gene": round(cand.nnz / d, 2),
                             "true_edges": int(truth.nnz),

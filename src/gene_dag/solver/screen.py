@@ -13,10 +13,13 @@ before anything else runs (the λ path, the lasso stage, the core):
    the other, because a regression cannot tell a parent from a child.
 
 Guarantee and failure mode. In a linear Gaussian DAG model a gene's neighbourhood is its
-Markov blanket (parents, children and the children's other parents), so a true parent is
-screened in whenever its partial correlation with the gene, given every other gene,
-clears λ_s. A parent can be screened out when that partial correlation is small though
-the edge is not: a weak edge into a gene whose parent also has many strong children.
+Markov blanket (parents, children and the children's other parents). The lasso
+penalises coefficients, not partial correlations, so a parent can be screened out when
+its coefficient is small on the correlation scale even though its partial correlation
+with the gene is large: a gene its other parents almost determine has a small residual,
+and a parent that explains much of that residual still has a small coefficient.
+``Tuning.screen_scaled`` scales each gene's penalty by its residual standard deviation
+(the scaled lasso), which keeps such parents, at the cost of more candidates.
 After the constrained solve, the driver re-solves every target's lasso over every
 allowed parent that comes earlier in the causal order found (``refit.complete_in_order``),
 so at the end no edge outside the screen that agrees with that order violates the

@@ -20,7 +20,6 @@ import scipy.sparse as sp
 import torch
 
 from gene_dag.graph import topological_order
-from gene_dag.solver import score
 from gene_dag.solver.lasso import lasso_columns
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import required_gene_matrix, to_gene_matrix
@@ -92,12 +91,16 @@ def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
     The order is a topological order of the DAG found on the screened candidates (ties by
     increasing variance). Given it, every target's problem is a convex lasso over the
     prior's whole mask. Each round checks the optimality conditions of every edge outside
-    the screen that agrees with the order (one dense gradient), adds those violating
-    them by more than the noise level sqrt(2 log p / n) on the correlation scale, and
-    re-solves at the network's λ. The margin is the screen's own standard, now given the
-    earlier genes only; without it, at a small λ (as on raw data), thousands of earlier
-    genes would bring in spurious ones by the hundred. Columns of genes that regulate
-    nothing are not ordered: they can close no cycle.
+    the screen that agrees with the order (one dense gradient), adds those whose gradient
+    exceeds the noise level sqrt(2 log p / n) times the target's residual standard
+    deviation, and re-solves at the network's λ. A gradient entry is a covariance of a
+    unit-variance regulator with the target's residual, so its noise is the residual sd
+    over sqrt(n): the threshold is the universal one (at most about one false entry per
+    target among p candidates), in the units that matter for a target its parents almost
+    determine, where the total sd would hide a missed parent. Without it, at a small λ
+    (as on raw data), thousands of earlier genes would bring in spurious ones by the
+    hundred. Columns of genes that regulate nothing are not ordered: they can close no
+    cycle.
 
     Returns the k × d edges from outside the screen that entered: candidates for one more
     solve, since a parent the screen hid may have put the order wrong.
@@ -108,7 +111,7 @@ def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
     rank[topological_order(dag, prob.target_scale)] = np.arange(prob.d)
     is_regulator = np.zeros(prob.d, dtype=bool)
     is_regulator[prob.R] = True
-    margin = prob.s.tuning.screen_lambda_factor * math.sqrt(2.0 * math.log(max(prob.k - 1, 2)) / max(n_cells, 2))
+    margin = math.sqrt(2.0 * math.log(max(prob.k - 1, 2)) / max(n_cells, 2))
     totals = {"screen_edges_entered": 0, "screen_edges_added": 0, "completion_iterations": 0}
     found = []
     converged = True
@@ -141,17 +144,30 @@ def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, ordered: np.nd
     """Run the completion's rounds on one block of columns: solve, check the excluded edges, add violators."""
     prob, V = run.prob, run.V
     full = prob.allowed(cols, screened=False) & ordered
-    tau = torch.as_tensor(margin * prob.target_scale[cols], dtype=V.dtype, device=V.device)
+    variances = torch.as_tensor(prob.variances[cols], dtype=torch.float64, device=V.device)
     for _ in range(COMPLETION_ROUNDS):
         start = V[:, cols] * torch.as_tensor(work, dtype=V.dtype, device=V.device)
         res = lasso_columns(prob, cols, work, start, deadline=run.deadline)
         V[:, cols] = res.V
-        strong = (score.gradient(prob.A, prob.B[:, cols], res.V).abs() > tau[None, :]).cpu().numpy()
+        B = prob.B[:, cols]
+        AV = prob.A @ res.V
+        # the noise of a gradient entry is the target's residual sd over sqrt(n) (the
+        # regulators have unit variance here), not its total sd: a gene its parents almost
+        # determine has a large total and a small residual variance
+        grad, tau = AV - B, margin * _residual_sd(AV, B, res.V, variances)
+        strong = (grad.abs() > tau[None, :]).cpu().numpy()
         violators = strong & full & ~work
         if not violators.any():
             break
         work = work | violators
     return res
+
+
+def _residual_sd(AV: torch.Tensor, B: torch.Tensor, V: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+    """Each column's residual standard deviation at V, sqrt(C_jj + 2 f_j(V)) (f: score.py)."""
+    Vd = V.double()
+    f = 0.5 * (Vd * AV.double()).sum(0) - (B.double() * Vd).sum(0)
+    return torch.sqrt(torch.clamp(variances + 2.0 * f, min=1e-24 * variances)).to(V.dtype)
 
 
 def refine_core(run: Run, core: Core) -> None:

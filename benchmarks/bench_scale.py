@@ -128,7 +128,7 @@ def main() -> None:
         "n_true": int(m["n_true"]),
         "n_predicted": int(m["n_predicted"]),
         "converged": bool(run["converged"]),
-        **{k: run[k] for k in sorted(run) if k.startswith(("screen", "time_"))},
+        **{k: run[k] for k in sorted(run) if k.startswith(("screen", "time_")) or k.endswith("_iterations")},
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
     }

@@ -3,7 +3,9 @@
 The score of a candidate edge i -> j comes from target j's neighbourhood regression on
 standardised genes (the lasso path of :mod:`gene_dag.solver.lambda_path`): edges selected
 at the network's λ rank first, by their standardised coefficient; the other candidates
-follow, by their coefficient at the path's last (smaller) λ. Both parts map |β| to
+follow, by their coefficient at the path's last (smaller) λ, or, when λ is the user's,
+by the coordinate step each would take at λ / 2 (``lambda_path.half_lambda_step``, the
+order in which they would enter a path below λ). Both parts map |β| to
 [0, 1) by |β| / (1 + |β|), so the score lies in [0, 2) and orders lexicographically::
 
     score = [β*_ij != 0] + |β_ij| / (1 + |β_ij|),   β = β* where selected, else β_last

@@ -277,7 +277,7 @@ def lambda_path(stats: SufficientStats, mask: EdgeMask, settings: SolverSettings
     variances = _variances(stats, standardize=settings.standardize)
     if settings.lambda1 is None and settings.standardize:
         return select_lambda(cov, variances, mask, settings, stats.n)
-    return at_lambda(cov, variances, mask, resolved(settings), stats.n)
+    return at_lambda(cov, variances, mask, resolved(settings))
 
 
 def _warn_path_end(path: LambdaPath) -> None:

@@ -28,7 +28,9 @@ import scipy.linalg
 import torch
 
 from gene_dag.prior import EdgeMask
+from gene_dag.solver import score
 from gene_dag.solver.lasso import lasso_columns
+from gene_dag.solver.penalty import prox_l1_masked
 from gene_dag.solver.problem import Problem
 from gene_dag.solver.settings import SolverSettings
 
@@ -157,9 +159,7 @@ def noise_floor(prob: Problem, n_cells: int) -> float:
     return math.sqrt(2.0 * math.log(p) / max(n_cells, 2))
 
 
-def at_lambda(
-    cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask, settings: SolverSettings, n_cells: int
-) -> LambdaPath:
+def at_lambda(cov_rows: np.ndarray, variances: np.ndarray, mask: EdgeMask, settings: SolverSettings) -> LambdaPath:
     """Fit the neighbourhoods at the user's λ; rank the rest by the step each would take at λ / 2.
 
     With λ given there is nothing to choose, so no criterion is computed (``nan`` in the
@@ -197,15 +197,13 @@ def half_lambda_step(prob: Problem, lam: float, V: torch.Tensor) -> torch.Tensor
     for a in range(0, prob.d, bs):
         cols = np.arange(a, min(prob.d, a + bs))
         Vc = V[:, cols]
-        grad = prob.A @ Vc - prob.B[:, cols]
+        grad = score.gradient(prob.A, prob.B[:, cols], Vc)
         pen = torch.as_tensor(prob.penalty(cols, 0.5 * lam), dtype=grad.dtype, device=grad.device)
-        step = -torch.sign(grad) * torch.clamp(grad.abs() - pen, min=0.0) / diag
-        allowed = torch.as_tensor(prob.allowed(cols), device=grad.device)
+        allowed = torch.as_tensor(prob.allowed(cols), dtype=grad.dtype, device=grad.device)
         sign = prob.sign(cols)
-        if sign is not None:  # a sign constraint keeps only steps of its sign
-            sg = torch.as_tensor(sign, dtype=grad.dtype, device=grad.device)
-            allowed &= (sg == 0) | (torch.sign(step) == sg)
-        out[:, cols] = torch.where((Vc == 0) & allowed, step, Vc)
+        sign = None if sign is None else torch.as_tensor(sign, dtype=grad.dtype, device=grad.device)
+        step = prox_l1_masked(-grad / diag, pen / diag, allowed, sign)
+        out[:, cols] = torch.where(Vc == 0, step, Vc)
     return out
 
 

@@ -42,10 +42,10 @@ def present(W: sp.spmatrix, adata, table: pd.DataFrame) -> np.ndarray:
 @pytest.mark.parametrize(
     "path, options",
     [
-        ("whole core (central path, support refit, refinement)", {}),
+        ("whole core (central path, order refit, refinement)", {}),
         ("active set with order refit", {"full_core_max": 0}),
         ("undecomposed", {"decompose": False}),
-        ("whole core without refinement or refit", {"refine": False, "support_refit": False}),
+        ("whole core without refinement or refit", {"refine": False, "order_refit": False}),
     ],
 )
 def test_required_edges_contradicted_by_the_data_are_kept(path, options):

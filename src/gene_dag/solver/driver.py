@@ -8,8 +8,8 @@ zero outside the k regulator rows (docs/design.md). The stages:
 2. core (components.py, central_path.py): the constrained problem on the cycle-core
    columns. A core of at most ``full_core_max`` genes is one component solved whole; a
    larger one is split into the components of its lasso candidates (active set).
-3. refits (refit.py): the support refit and refinement after a whole core, the order
-   refit after an active set.
+3. refits (refit.py): the order refit (the better of the constrained solve's order and
+   the least-residual order, by the score), then refinement after a whole core.
 4. after a candidate screen (screen.py), every column re-solved over the whole mask in
    the causal order found (refit.complete_in_order).
 5. threshold |w|, break any cycle left, return a DAG (postprocess.py).
@@ -38,7 +38,7 @@ from gene_dag.solver.components import Component, buckets, find_components, solv
 from gene_dag.solver.lasso import lasso_columns, lipschitz
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import Problem, required_gene_matrix, to_gene_matrix, total_score
-from gene_dag.solver.refit import complete_in_order, order_refit, refine_core, support_refit
+from gene_dag.solver.refit import complete_in_order, order_refit, refine_core
 from gene_dag.solver.settings import SolverSettings
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,21 @@ def solve(
         "n_regulators": prob.k,
         "resumed": resumed,
         "n_constant_regulator_rows": int(prob.dead_rows.sum()),
+        "precision": str(prob.dtype).removeprefix("torch."),
+        "min_residual_fraction": prob.min_residual_fraction,
     }
+    log.info(
+        "precision %s (smallest residual variance fraction %.3g; nan: not checked)",
+        info["precision"],
+        prob.min_residual_fraction,
+    )
     run = Run(
-        prob, state["V"].to(prob.device, copy=True), state, ckpt, None if s.max_time is None else t0 + s.max_time, info
+        prob,
+        state["V"].to(prob.device, prob.dtype, copy=True),
+        state,
+        ckpt,
+        None if s.max_time is None else t0 + s.max_time,
+        info,
     )
     timed_out = _run_stages(run, cycle_core(prob))
     missed = None
@@ -216,7 +228,7 @@ def _finish(run: Run, t0: float, *, timed_out: bool) -> SolveResult:
 
 
 def _fresh_state(prob: Problem, V0: torch.Tensor | None = None) -> dict:
-    V = torch.zeros(prob.k, prob.d) if V0 is None else V0.detach().to("cpu", torch.float32, copy=True)
+    V = torch.zeros(prob.k, prob.d, dtype=prob.dtype) if V0 is None else V0.detach().to("cpu", prob.dtype, copy=True)
     return {"stage": "lasso", "block": 0, "V": V}
 
 
@@ -296,10 +308,8 @@ def core_stage(run: Run, core: Core) -> bool:
     run.info["core_converged"] = bool(run.state.get("core_converged", True))
     run.info["core_rounds"] = 1
     t = run.prob.s.tuning
-    if core.active_set:
+    if core.active_set or t.order_refit:
         order_refit(run, core)
-    elif t.support_refit:
-        support_refit(run, core)
     if t.decompose and t.refine:
         refine_core(run, core)
     run.info["time_refits_s"] = time.monotonic() - started

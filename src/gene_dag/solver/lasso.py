@@ -124,6 +124,13 @@ def batched_lasso(
     return LassoResult(V, it, work.numel() == 0, float(residual.max()) if c else 0.0)
 
 
+#: Solves of one batch at most: the first at the tolerance relative to each target's sd,
+#: then tightened to its residual sd where that is ten times smaller.
+RESIDUAL_TOL_ROUNDS = 3
+#: The tightest relative tolerance a float type resolves.
+RESIDUAL_TOL_FLOOR = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+
 def lasso_columns(
     prob: Problem,
     columns: np.ndarray,
@@ -137,29 +144,43 @@ def lasso_columns(
 ) -> LassoResult:
     """Solve the batched lasso of ``prob``'s target ``columns`` on the given ``allowed`` k × c block.
 
-    Every lasso of the solver (the independent columns, the support refit, the order
+    Every lasso of the solver (the independent columns, the order
     refit, the automatic λ path) is this call: penalties, signs and per-column
     tolerances come from ``prob``; ``lambda1`` overrides the settings' λ, ``penalty``
     (k × c, scaled space) the whole L1 weight block.
     """
-    dev, f32 = prob.device, torch.float32
+    dev, dtype = prob.device, prob.dtype
     sign = prob.sign(columns)
     pen = prob.penalty(columns, lambda1) if penalty is None else penalty
-    args = (prob.A, prob.B[:, columns], torch.as_tensor(pen, dtype=f32, device=dev))
+    args = (prob.A, prob.B[:, columns], torch.as_tensor(pen, dtype=dtype, device=dev))
+    variances = torch.as_tensor(prob.variances[columns], dtype=torch.float64, device=dev)
+    tol = prob.s.tuning.lasso_tol * torch.sqrt(variances)
     options = {
-        "allowed": torch.as_tensor(allowed, dtype=f32, device=dev),
-        "sign": None if sign is None else torch.as_tensor(sign, dtype=f32, device=dev),
-        "V0": V0,
+        "allowed": torch.as_tensor(allowed, dtype=dtype, device=dev),
+        "sign": None if sign is None else torch.as_tensor(sign, dtype=dtype, device=dev),
         "L": L,
-        "tol": torch.as_tensor(prob.s.tuning.lasso_tol * prob.target_scale[columns], dtype=f32, device=dev),
         "deadline": deadline,
     }
-    if lasso_method(prob.s.tuning.lasso_method, dev) == "working_set":
-        from gene_dag.solver.working_set import working_set_lasso
+    method = lasso_method(prob.s.tuning.lasso_method, dev)
+    for _ in range(RESIDUAL_TOL_ROUNDS):
+        if method == "working_set":
+            from gene_dag.solver.working_set import working_set_lasso
 
-        return working_set_lasso(*args, **options)  # sets its own threads per operation
-    with threads_for(2.0 * prob.k * prob.k * len(columns), dev):
-        return batched_lasso(*args, **options)
+            res = working_set_lasso(*args, V0=V0, tol=tol.to(dtype), **options)  # sets its own threads
+        else:
+            with threads_for(2.0 * prob.k * prob.k * len(columns), dev):
+                res = batched_lasso(*args, V0=V0, tol=tol.to(dtype), **options)
+        # The tolerance is relative to the target's sd; a target its regulators almost
+        # determine has a residual sd far below it, and the weights the solve leaves
+        # inexact would be judged against that residual: tighten and solve again.
+        residual_sd = torch.sqrt(score.residual_variance(prob.A @ res.V, args[1], res.V, variances))
+        tighter = torch.maximum(
+            prob.s.tuning.lasso_tol * residual_sd, RESIDUAL_TOL_FLOOR[dtype] * torch.sqrt(variances)
+        )
+        if not bool((tighter < 0.1 * tol).any()) or (deadline is not None and time.monotonic() > deadline):
+            break
+        tol, V0 = torch.minimum(tol, tighter), res.V
+    return res
 
 
 def lasso_method(method: str, device: torch.device) -> str:

@@ -9,9 +9,11 @@ block size, not d².
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import torch
 
@@ -39,15 +41,23 @@ class Problem:
         self.sigma = sigma
         self.target_scale = np.sqrt(np.clip(np.asarray(variances, dtype=np.float64), 1e-24, None))
         self.variances = np.asarray(variances, dtype=np.float64)
-        f32 = torch.float32
         dev = self.device
         scaled = np.asarray(cov_rows, dtype=np.float64) / sigma[:, None]
-        self.B = torch.as_tensor(scaled, dtype=f32, device=dev)  # k × d
         A = scaled[:, self.R] / sigma[None, :]
         A[self.dead_rows, :] = 0.0
         A[:, self.dead_rows] = 0.0
-        self.A = torch.as_tensor(0.5 * (A + A.T), dtype=f32, device=dev)
-        self.sigma_t = torch.as_tensor(sigma, dtype=f32, device=dev)
+        A = 0.5 * (A + A.T)
+        live = np.flatnonzero(~self.dead_rows)
+        self.dtype, self.min_residual_fraction = working_precision(
+            A[np.ix_(live, live)],
+            scaled[live],
+            self.variances,
+            np.setdiff1d(np.arange(self.d), self.R),
+            s.tuning.precision,
+        )
+        self.B = torch.as_tensor(scaled, dtype=self.dtype, device=dev)  # k × d
+        self.A = torch.as_tensor(A, dtype=self.dtype, device=dev)
+        self.sigma_t = torch.as_tensor(sigma, dtype=self.dtype, device=dev)
         self.closes_required_cycle = _closes_required_cycle(mask)
 
     # per-block dense views of the mask, built on demand (memory-bounded)
@@ -87,9 +97,59 @@ class Problem:
         return self.mask.sign[:, cols].toarray()
 
     def column_block_size(self) -> int:
-        """Columns per lasso block: ~8 live k × c float32 tensors within memory_gb."""
-        per_col = self.k * 4 * 8
+        """Columns per lasso block: ~8 live k × c tensors within memory_gb."""
+        per_col = self.k * self.A.element_size() * 8
         return int(max(64, min(self.d, self.s.memory_gb * 2**30 // per_col)))
+
+
+#: float64 when a gene's residual variance, relative to its variance, is below this:
+#: float32 rounds the correlations to ~6e-8, an error the solve amplifies by up to the
+#: inverse of that fraction, so below 1e-4 the weights would carry errors of 1e-3 or more.
+MIN_FLOAT32_RESIDUAL = 1e-4
+#: The precision check (a Cholesky of the k × k correlations and k² (d − k) more flops)
+#: runs up to this many flops, seconds on a CPU; larger problems stay in float32.
+PRECISION_CHECK_FLOPS = 2e11
+
+
+def working_precision(
+    A: np.ndarray, B: np.ndarray, variances: np.ndarray, others: np.ndarray, precision: str
+) -> tuple[torch.dtype, float]:
+    """Choose the solver's float type for these scaled statistics; also return the fraction checked.
+
+    The fraction is the smallest residual variance of any gene, relative to its
+    variance, in its regression on all the (other) regulators: 1 / (A⁻¹)_ii for a
+    regulator, 1 − bᵀA⁻¹b / var for any other target. It is tiny when genes are nearly
+    linear functions of others, as in raw-scale SEM simulations whose variances grow by
+    orders of magnitude along the causal order; there, float32 correlations leave the
+    residuals, and so the weights, to rounding error. ``"auto"`` takes float64 below
+    ``MIN_FLOAT32_RESIDUAL``. Singular correlations (fewer cells than regulators, or
+    duplicated genes) are not made regular by more digits and keep float32, as do
+    problems too large to check (``PRECISION_CHECK_FLOPS``). Returns ``nan`` for the
+    fraction when it was not computed.
+
+    ``A`` and ``B`` are the scaled statistics of the non-constant regulators, ``others``
+    the targets that are not regulators.
+    """
+    if precision != "auto":
+        return (torch.float64 if precision == "float64" else torch.float32), math.nan
+    k = A.shape[0]
+    if k == 0 or k**3 / 3 + k * k * others.size > PRECISION_CHECK_FLOPS:
+        return torch.float32, math.nan
+    try:
+        factor = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return torch.float32, 0.0
+    inv_diag = np.diag(scipy.linalg.cho_solve(factor, np.eye(k), check_finite=False))
+    fractions = [1.0 / np.clip(inv_diag, 1e-300, None)]
+    if others.size:
+        Y = scipy.linalg.solve_triangular(factor[0], B[:, others], lower=True, check_finite=False)
+        var = variances[others]
+        ok = var > 0
+        fractions.append(1.0 - (Y[:, ok] ** 2).sum(0) / var[ok])
+    smallest = float(np.min(np.concatenate(fractions)))
+    if not smallest > 0:  # singular up to rounding
+        return torch.float32, 0.0
+    return (torch.float64 if smallest < MIN_FLOAT32_RESIDUAL else torch.float32), smallest
 
 
 def _closes_required_cycle(mask: EdgeMask) -> sp.csr_matrix:
@@ -124,7 +184,7 @@ def total_score(prob: Problem, W: sp.csr_matrix) -> float:
     from gene_dag.solver import score
 
     Wr = W[prob.R, :].toarray() * prob.sigma[:, None]  # scaled block V
-    V = torch.as_tensor(Wr, dtype=torch.float32, device=prob.device)
+    V = torch.as_tensor(Wr, dtype=prob.dtype, device=prob.device)
     fit = 0.0
     bs = prob.column_block_size()
     for a in range(0, prob.d, bs):

@@ -1,9 +1,10 @@
 """After the constrained stage: refit the weights of the core on what it found, then refine.
 
-* support refit (whole core): on the support the central path found, the problem is the
-  convex lasso again; re-solving it removes the shrinkage of the h/μ term.
-* order refit (active set): the causal order of the constrained components turns the
-  core into one more batched lasso (each gene may take parents only earlier in the order).
+* order refit: a causal order turns the core into one more batched lasso (each gene may
+  take parents only earlier in the order); re-solving it removes the shrinkage of the
+  h/μ term and lets back edges the constrained solve missed. Of the constrained
+  solve's order and the least-residual order (ordering.py), the one with the lower
+  score is kept.
 * refinement (whole core): greedy single-edge reversals on the same score (refine.py).
 
 Required edges of the prior are in every support, every order and every DAG here.
@@ -20,7 +21,10 @@ import scipy.sparse as sp
 import torch
 
 from gene_dag.graph import topological_order
+from gene_dag.solver import score
 from gene_dag.solver.lasso import lasso_columns
+from gene_dag.solver.ordering import LEAST_RESIDUAL_MAX, least_residual_order
+from gene_dag.solver.penalty import l1_value
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import required_gene_matrix, to_gene_matrix
 from gene_dag.solver.refine import refine_reversals
@@ -51,38 +55,65 @@ def core_dag(prob: Problem, V: torch.Tensor, core_rows: np.ndarray) -> sp.csr_ma
     return dag
 
 
-def support_refit(run: Run, core: Core) -> None:
-    """Re-estimate the core weights on the support the constrained solve found."""
-    prob, V = run.prob, run.V
-    Wc = V[:, core.universe].cpu().numpy() / prob.sigma[:, None]
-    support = (core.allowed & (np.abs(Wc) >= prob.s.tuning.support_refit_threshold)) | core.required
-    sup = torch.as_tensor(support, dtype=torch.float32, device=prob.device)
-    res = lasso_columns(prob, core.universe, support, V[:, core.universe] * sup, deadline=run.deadline)
-    V[:, core.universe] = res.V
-    run.info.update(refit_iterations=res.iterations, refit_converged=res.converged)
-
-
 def order_refit(run: Run, core: Core) -> None:
-    """Refit the core columns given the causal order the constrained solve found.
+    """Refit the core columns in a causal order: the better, by the score, of two orders.
 
-    The thresholded DAG among core genes fixes a topological order (ties broken by
-    increasing variance, the order raw-scale SEMs tend to follow). Given an order, the
-    DAG constraint is a mask: each gene may have parents only earlier in the order, and
-    the problem is the convex batched lasso again. Edges the constrained solve missed
-    come back, weights are re-estimated without the h penalty's shrinkage.
+    Given an order, the DAG constraint is a mask (each gene may have parents only
+    earlier in the order) and the problem is the convex batched lasso again: edges the
+    constrained solve missed come back, and weights lose the h penalty's shrinkage. The
+    two orders are the constrained solve's, a topological order of its thresholded DAG
+    among core genes (ties by increasing variance, the order raw-scale SEMs tend to
+    follow), and, on raw data, the least-residual order of the statistics (ordering.py).
+    Both give DAGs, so their scores compare like for like; the lower one is kept.
+    Required edges are in both orders.
     """
     prob, V = run.prob, run.V
-    n_core = core.rows.size
+    orders = {"constrained": topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows])}
+    # on standardised genes every variance is 1 and the least-residual order's first
+    # choices are ties broken by rounding: it carries no information there
+    if core.rows.size <= LEAST_RESIDUAL_MAX and not prob.s.standardize:
+        orders["least_residual"] = least_residual_order(_core_covariance(prob, core), _core_required(core))
+    best, scores, iterations = None, {}, 0
+    for name, order in orders.items():
+        res, value = _refit_in_order(run, core, order)
+        scores[name], iterations = value, iterations + res.iterations
+        if best is None or value < scores[best[0]]:
+            best = (name, res)
+    name, res = best
+    V[:, prob.R[core.rows]] = res.V
+    run.info.update(
+        refit_iterations=iterations, refit_converged=res.converged, refit_order=name, refit_order_scores=scores
+    )
+    log.info("order refit: %s order kept (scores %s)", name, ", ".join(f"{k} {v:.6g}" for k, v in scores.items()))
+
+
+def _refit_in_order(run: Run, core: Core, order: np.ndarray):
+    """Lasso of the core columns with parents earlier in ``order`` (core positions); its result and score."""
+    prob, V = run.prob, run.V
     core_cols = prob.R[core.rows]
-    rank = np.empty(n_core, dtype=np.int64)
-    rank[topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows])] = np.arange(n_core)
+    rank = np.empty(core.rows.size, dtype=np.int64)
+    rank[order] = np.arange(core.rows.size)
     allowed = prob.allowed(core_cols)
-    # required edges are in the DAG the order comes from, so the order keeps them
     allowed[core.rows, :] &= rank[:, None] < rank[None, :]
-    start = V[:, core_cols] * torch.as_tensor(allowed, dtype=torch.float32, device=prob.device)
+    start = V[:, core_cols] * torch.as_tensor(allowed, dtype=prob.dtype, device=prob.device)
     res = lasso_columns(prob, core_cols, allowed, start, deadline=run.deadline)
-    V[:, core_cols] = res.V
-    run.info.update(refit_iterations=res.iterations, refit_converged=res.converged)
+    fit, _ = score.value_and_gradient(prob.A.double(), prob.B[:, core_cols].double(), res.V.double())
+    pen = torch.as_tensor(np.broadcast_to(prob.penalty(core_cols), allowed.shape).copy(), device=prob.device)
+    return res, float(fit) + float(l1_value(res.V.double(), pen))
+
+
+def _core_covariance(prob: Problem, core: Core) -> np.ndarray:
+    """Return the covariance of the core genes in data units (their variances carry the order)."""
+    rows = torch.as_tensor(core.rows, device=prob.device)
+    A = prob.A[rows[:, None], rows[None, :]].double().cpu().numpy()
+    sd = prob.sigma[core.rows]
+    return A * sd[:, None] * sd[None, :]
+
+
+def _core_required(core: Core) -> np.ndarray | None:
+    """Return the required edges among the core genes (core positions), or None without any."""
+    req = core.required[core.rows][:, : core.rows.size]
+    return req if req.any() else None
 
 
 def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
@@ -164,10 +195,8 @@ def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, ordered: np.nd
 
 
 def _residual_sd(AV: torch.Tensor, B: torch.Tensor, V: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
-    """Each column's residual standard deviation at V, sqrt(C_jj + 2 f_j(V)) (f: score.py)."""
-    Vd = V.double()
-    f = 0.5 * (Vd * AV.double()).sum(0) - (B.double() * Vd).sum(0)
-    return torch.sqrt(torch.clamp(variances + 2.0 * f, min=1e-24 * variances)).to(V.dtype)
+    """Each column's residual standard deviation at V (score.residual_variance), in V's dtype."""
+    return torch.sqrt(score.residual_variance(AV, B, V, variances)).to(V.dtype)
 
 
 def refine_core(run: Run, core: Core) -> None:

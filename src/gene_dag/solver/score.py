@@ -26,3 +26,13 @@ def value_and_gradient(A: torch.Tensor, B: torch.Tensor, V: torch.Tensor) -> tup
     AV = A @ V
     value = 0.5 * (V * AV).sum((-2, -1)) - (B * V).sum((-2, -1))
     return value, AV - B
+
+
+def residual_variance(AV: torch.Tensor, B: torch.Tensor, V: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+    """Each column's residual variance at V, C_jj + 2 f_j(V), in float64 and at least 1e-24 C_jj.
+
+    ``AV`` is A @ V, which callers often have already.
+    """
+    Vd = V.double()
+    f = 0.5 * (Vd * AV.double()).sum(0) - (B.double() * Vd).sum(0)
+    return torch.clamp(variances + 2.0 * f, min=1e-24 * variances)

@@ -42,9 +42,10 @@ class Tuning:
         larger ones go through the active set of lasso candidates.
     candidate_threshold
         Active set: lasso weights with |w| at least this (data units) are candidate edges.
-    support_refit, support_refit_threshold
-        After a whole-core solve, refit the weights on the support |w| >= threshold
-        without the acyclicity term (removes its shrinkage).
+    order_refit
+        After a whole-core solve, refit the weights in a causal order without the
+        acyclicity term (removes its shrinkage; refit.order_refit). An active-set solve
+        always refits so.
     refine
         Greedy single-edge reversals after a whole-core solve, where they lower the score.
     inner_max_iter, inner_ftol
@@ -79,13 +80,17 @@ class Tuning:
     screen_scaled
         Scale each gene's screen penalty by its residual standard deviation (scaled
         lasso): more true edges kept, and more candidates per gene.
+    precision
+        Floating-point type of the solver's tensors: ``"float32"``, ``"float64"``, or
+        ``"auto"``: float64 when some gene is so nearly determined by the regulators that
+        float32 cannot resolve its residual (:func:`gene_dag.solver.problem.working_precision`),
+        else float32 (half the memory, up to twice the speed).
     """
 
     decompose: bool = True
     full_core_max: int = 1024
     candidate_threshold: float = 0.3
-    support_refit: bool = True
-    support_refit_threshold: float = 0.05
+    order_refit: bool = True
     refine: bool = True
     inner_max_iter: int = 200
     inner_ftol: float = 2.2e-9
@@ -100,6 +105,7 @@ class Tuning:
     screen_lambda_factor: float = 0.5
     screen_max_parents: int = 32
     screen_scaled: bool = False
+    precision: str = "auto"
 
 
 @dataclass
@@ -246,6 +252,8 @@ def _check_numbers(s: SolverSettings) -> None:
         raise ConfigError("path_length must be >= 2, path_ratio in (0, 1) and ebic_gamma >= 0")
     if t.screen not in ("auto", "on", "off") or not t.screen_lambda_factor > 0 or t.screen_max_parents < 1:
         raise ConfigError("screen must be auto, on or off, screen_lambda_factor > 0 and screen_max_parents >= 1")
+    if t.precision not in ("auto", "float32", "float64"):
+        raise ConfigError(f"precision must be auto, float32 or float64, not {t.precision!r}")
 
 
 def _check_stability(s: SolverSettings) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from gene_dag.solver import score
+from gene_dag.solver.feature_sign import feature_sign_column
 from gene_dag.solver.lasso import LassoResult, batched_lasso
 from gene_dag.solver.penalty import prox_l1_masked
 from gene_dag.solver.threads import threads_for
@@ -162,7 +163,12 @@ def working_set_lasso(
     if todo.numel() and not timed_out:  # out of rounds: the last violations are not yet measured
         residual[todo] = problem.violations(V, todo).amax(dim=0)
     cols = torch.cat(dense_cols) if dense_cols else todo[:0]
-    if cols.numel():
+    if cols.numel() and A.dtype == torch.float64:
+        # the statistics needed float64 (problem.working_precision): conditioning that
+        # also defeats first-order steps, while an exact solve on the support does not
+        log.info("working-set lasso: %d dense column(s) solved exactly (feature-sign search)", cols.numel())
+        converged &= problem.feature_sign(V, cols, tol_t[cols], residual, deadline=deadline)
+    elif cols.numel():
         log.info("working-set lasso: %d dense column(s) handed to FISTA", cols.numel())
         converged &= problem.fista(V, cols, tol_t[cols], residual, L=L, deadline=deadline)
     return LassoResult(V, rounds, converged, float(residual.max()) if c else 0.0)
@@ -195,6 +201,30 @@ class _Columns:
             G = score.gradient(self.A, self.B[:, cols], V[:, cols])
         sign = None if self.sign is None else self.sign[:, cols]
         return kkt_violation(V[:, cols], G, self.pen[:, cols], self.mask[:, cols], sign)
+
+    def feature_sign(
+        self, V: torch.Tensor, cols: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, *, deadline: float | None
+    ) -> bool:
+        """Solve columns ``cols`` exactly by feature-sign search (CPU, float64), in place; return convergence."""
+        A = self.A.double().cpu().numpy()
+        converged = True
+        for j, t in zip(cols.tolist(), tol.tolist(), strict=True):
+            sign = None if self.sign is None else self.sign[:, j].double().cpu().numpy()
+            v, ok, worst = feature_sign_column(
+                A,
+                self.B[:, j].double().cpu().numpy(),
+                self.pen[:, j].double().cpu().numpy(),
+                allowed=self.mask[:, j].cpu().numpy() > 0,
+                sign=sign,
+                v0=V[:, j].double().cpu().numpy(),
+                tol=t,
+            )
+            V[:, j] = torch.as_tensor(v, dtype=V.dtype, device=V.device)
+            residual[j] = worst
+            converged &= ok
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        return converged
 
     def fista(
         self,

@@ -163,14 +163,8 @@ def working_set_lasso(
     if todo.numel() and not timed_out:  # out of rounds: the last violations are not yet measured
         residual[todo] = problem.violations(V, todo).amax(dim=0)
     cols = torch.cat(dense_cols) if dense_cols else todo[:0]
-    if cols.numel() and A.dtype == torch.float64:
-        # the statistics needed float64 (problem.working_precision): conditioning that
-        # also defeats first-order steps, while an exact solve on the support does not
-        log.info("working-set lasso: %d dense column(s) solved exactly (feature-sign search)", cols.numel())
-        converged &= problem.feature_sign(V, cols, tol_t[cols], residual, deadline=deadline)
-    elif cols.numel():
-        log.info("working-set lasso: %d dense column(s) handed to FISTA", cols.numel())
-        converged &= problem.fista(V, cols, tol_t[cols], residual, L=L, deadline=deadline)
+    if cols.numel():
+        converged &= problem.dense(V, cols, tol_t[cols], residual, L=L, deadline=deadline)
     return LassoResult(V, rounds, converged, float(residual.max()) if c else 0.0)
 
 
@@ -201,6 +195,25 @@ class _Columns:
             G = score.gradient(self.A, self.B[:, cols], V[:, cols])
         sign = None if self.sign is None else self.sign[:, cols]
         return kkt_violation(V[:, cols], G, self.pen[:, cols], self.mask[:, cols], sign)
+
+    def dense(
+        self,
+        V: torch.Tensor,
+        cols: torch.Tensor,
+        tol: torch.Tensor,
+        residual: torch.Tensor,
+        *,
+        L: float | None,
+        deadline: float | None,
+    ) -> bool:
+        """Solve the dense columns ``cols`` in place: FISTA, or exactly where float64 was needed."""
+        if self.A.dtype == torch.float64:
+            # the statistics needed float64 (problem.working_precision): conditioning that
+            # also defeats first-order steps, while an exact solve on the support does not
+            log.info("working-set lasso: %d dense column(s) solved exactly (feature-sign search)", cols.numel())
+            return self.feature_sign(V, cols, tol, residual, deadline=deadline)
+        log.info("working-set lasso: %d dense column(s) handed to FISTA", cols.numel())
+        return self.fista(V, cols, tol, residual, L=L, deadline=deadline)
 
     def feature_sign(
         self, V: torch.Tensor, cols: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, *, deadline: float | None

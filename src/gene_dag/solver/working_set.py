@@ -213,7 +213,22 @@ class _Columns:
             log.info("working-set lasso: %d dense column(s) solved exactly (feature-sign search)", cols.numel())
             return self.feature_sign(V, cols, tol, residual, deadline=deadline)
         log.info("working-set lasso: %d dense column(s) handed to FISTA", cols.numel())
-        return self.fista(V, cols, tol, residual, L=L, deadline=deadline)
+        k = self.A.shape[0]
+        with threads_for(2.0 * k * k * cols.numel(), V.device):
+            res = batched_lasso(
+                self.A,
+                self.B[:, cols],
+                self.pen[:, cols],
+                allowed=self.mask[:, cols],
+                sign=None if self.sign is None else self.sign[:, cols],
+                V0=V[:, cols],
+                L=L,
+                tol=tol,
+                deadline=deadline,
+            )
+        V[:, cols] = res.V
+        residual[cols] = res.max_residual
+        return res.converged
 
     def feature_sign(
         self, V: torch.Tensor, cols: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, *, deadline: float | None
@@ -238,34 +253,6 @@ class _Columns:
             if deadline is not None and time.monotonic() > deadline:
                 return False
         return converged
-
-    def fista(
-        self,
-        V: torch.Tensor,
-        cols: torch.Tensor,
-        tol: torch.Tensor,
-        residual: torch.Tensor,
-        *,
-        L: float | None,
-        deadline: float | None,
-    ) -> bool:
-        """Solve columns ``cols`` by FISTA from V, in place (and their residuals); return convergence."""
-        k = self.A.shape[0]
-        with threads_for(2.0 * k * k * cols.numel(), V.device):
-            res = batched_lasso(
-                self.A,
-                self.B[:, cols],
-                self.pen[:, cols],
-                allowed=self.mask[:, cols],
-                sign=None if self.sign is None else self.sign[:, cols],
-                V0=V[:, cols],
-                L=L,
-                tol=tol,
-                deadline=deadline,
-            )
-        V[:, cols] = res.V
-        residual[cols] = res.max_residual
-        return res.converged
 
 
 def _solve_working_sets(

@@ -40,18 +40,19 @@ def present(W: sp.spmatrix, adata, table: pd.DataFrame) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "path, options",
+    "path, options, standardize",
     [
-        ("whole core (central path, order refit, refinement)", {}),
-        ("active set with order refit", {"full_core_max": 0}),
-        ("undecomposed", {"decompose": False}),
-        ("whole core without refinement or refit", {"refine": False, "order_refit": False}),
+        ("whole core (central path, support refit, refinement)", {}, True),
+        ("whole core, raw (order refit, least-residual order a candidate)", {}, False),
+        ("active set with order refit", {"full_core_max": 0}, True),
+        ("undecomposed", {"decompose": False}, True),
+        ("whole core without refinement or refit", {"refine": False, "refit": False}, True),
     ],
 )
-def test_required_edges_contradicted_by_the_data_are_kept(path, options):
+def test_required_edges_contradicted_by_the_data_are_kept(path, options, standardize):
     adata = er12()
     required = reversed_strongest(adata, 3)
-    W = fit(adata, prior=required, device="cpu", tuning=options)
+    W = fit(adata, prior=required, device="cpu", tuning=options, standardize=standardize)
     assert is_dag(W)
     assert present(W, adata, required).all(), f"{path}: a required edge was dropped"
     # the true edges they reverse would close a cycle: they must be gone

@@ -8,8 +8,9 @@ zero outside the k regulator rows (docs/design.md). The stages:
 2. core (components.py, central_path.py): the constrained problem on the cycle-core
    columns. A core of at most ``full_core_max`` genes is one component solved whole; a
    larger one is split into the components of its lasso candidates (active set).
-3. refits (refit.py): the order refit (the better of the constrained solve's order and
-   the least-residual order, by the score), then refinement after a whole core.
+3. refits (refit.py): the order refit (on raw data the better of the constrained solve's
+   order and the least-residual order, by the score), or on a standardised whole core
+   the support refit; then refinement after a whole core.
 4. after a candidate screen (screen.py), every column re-solved over the whole mask in
    the causal order found (refit.complete_in_order).
 5. threshold |w|, break any cycle left, return a DAG (postprocess.py).
@@ -38,7 +39,7 @@ from gene_dag.solver.components import Component, buckets, find_components, solv
 from gene_dag.solver.lasso import lasso_columns, lipschitz
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import Problem, required_gene_matrix, to_gene_matrix, total_score
-from gene_dag.solver.refit import complete_in_order, order_refit, refine_core
+from gene_dag.solver.refit import complete_in_order, order_refit, refine_core, support_refit
 from gene_dag.solver.settings import SolverSettings
 
 log = logging.getLogger(__name__)
@@ -308,8 +309,10 @@ def core_stage(run: Run, core: Core) -> bool:
     run.info["core_converged"] = bool(run.state.get("core_converged", True))
     run.info["core_rounds"] = 1
     t = run.prob.s.tuning
-    if core.active_set or t.order_refit:
+    if core.active_set or (t.refit and not run.prob.s.standardize):
         order_refit(run, core)
+    elif t.refit:
+        support_refit(run, core)
     if t.decompose and t.refine:
         refine_core(run, core)
     run.info["time_refits_s"] = time.monotonic() - started

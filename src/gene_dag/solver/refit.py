@@ -1,10 +1,12 @@
 """After the constrained stage: refit the weights of the core on what it found, then refine.
 
-* order refit: a causal order turns the core into one more batched lasso (each gene may
-  take parents only earlier in the order); re-solving it removes the shrinkage of the
-  h/μ term and lets back edges the constrained solve missed. Of the constrained
-  solve's order and the least-residual order (ordering.py), the one with the lower
-  score is kept.
+* order refit (raw data, and every active-set solve): a causal order turns the core into
+  one more batched lasso (each gene may take parents only earlier in the order);
+  re-solving it removes the shrinkage of the h/μ term and lets back edges the
+  constrained solve missed. Of the constrained solve's order and, on raw data, the
+  least-residual order (ordering.py), the one with the lower score is kept.
+* support refit (whole core, standardised data): the same lasso on the support the
+  constrained solve found.
 * refinement (whole core): greedy single-edge reversals on the same score (refine.py).
 
 Required edges of the prior are in every support, every order and every DAG here.
@@ -53,6 +55,23 @@ def core_dag(prob: Problem, V: torch.Tensor, core_rows: np.ndarray) -> sp.csr_ma
     strong = np.where((np.abs(Wc) >= thr) | required, Wc, 0.0)
     dag, _ = threshold_to_dag(sp.csr_matrix(strong), thr, sp.csr_matrix(required))
     return dag
+
+
+def support_refit(run: Run, core: Core) -> None:
+    """Re-estimate the core weights on the support the constrained solve found (standardised data).
+
+    On standardised genes the variances carry no order, and a refit in an order would
+    let in every edge that order allows: where the order is wrong, those are the extra
+    edges that compensate for it. Re-solving on the found support only removes the
+    shrinkage of the h/μ term.
+    """
+    prob, V = run.prob, run.V
+    Wc = V[:, core.universe].cpu().numpy() / prob.sigma[:, None]
+    support = (core.allowed & (np.abs(Wc) >= prob.s.tuning.support_refit_threshold)) | core.required
+    sup = torch.as_tensor(support, dtype=prob.dtype, device=prob.device)
+    res = lasso_columns(prob, core.universe, support, V[:, core.universe] * sup, deadline=run.deadline)
+    V[:, core.universe] = res.V
+    run.info.update(refit_iterations=res.iterations, refit_converged=res.converged, refit_order="none (support)")
 
 
 def order_refit(run: Run, core: Core) -> None:

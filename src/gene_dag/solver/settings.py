@@ -42,10 +42,11 @@ class Tuning:
         larger ones go through the active set of lasso candidates.
     candidate_threshold
         Active set: lasso weights with |w| at least this (data units) are candidate edges.
-    order_refit
-        After a whole-core solve, refit the weights in a causal order without the
-        acyclicity term (removes its shrinkage; refit.order_refit). An active-set solve
-        always refits so.
+    refit, support_refit_threshold
+        After a whole-core solve, refit the weights without the acyclicity term (removes
+        its shrinkage): in a causal order on raw data (refit.order_refit; an active-set
+        solve always refits so), on the support |w| >= threshold on standardised data
+        (refit.support_refit).
     refine
         Greedy single-edge reversals after a whole-core solve, where they lower the score.
     inner_max_iter, inner_ftol
@@ -90,7 +91,8 @@ class Tuning:
     decompose: bool = True
     full_core_max: int = 1024
     candidate_threshold: float = 0.3
-    order_refit: bool = True
+    refit: bool = True
+    support_refit_threshold: float = 0.05
     refine: bool = True
     inner_max_iter: int = 200
     inner_ftol: float = 2.2e-9

@@ -20,6 +20,10 @@ path's gradient-mapping rule does. A round costs one k × k by k × c product pl
 O(c m²) per sweep, instead of a k × k by k × c product per FISTA step; where the supports
 are dense (working sets of more than ``max_working_set`` coefficients), those columns are
 handed to FISTA, which is then the cheaper method.
+
+Statistics that needed float64 (:func:`gene_dag.solver.problem.working_precision`: genes
+nearly determined by others) are ill-conditioned enough that coordinate descent and FISTA
+both crawl; there every column is solved exactly by feature-sign search (feature_sign.py).
 """
 
 from __future__ import annotations
@@ -127,8 +131,10 @@ def working_set_lasso(
     problem = _Columns.of(A, B, penalty, allowed, sign)
     tol_t = torch.as_tensor(tol, dtype=B.dtype, device=B.device).expand(c).clone()
     V = torch.zeros_like(B) if V0 is None else V0.clone() * problem.mask
-    cap = max_working_set or max(32, k // 10)
+    if A.dtype == torch.float64:  # ill-conditioned: exact solves (module docstring)
+        return problem.exact(V, tol_t, deadline=deadline)
     todo, residual = torch.arange(c, device=B.device), torch.zeros_like(tol_t)
+    cap = max_working_set or max(32, k // 10)
     dense_cols: list[torch.Tensor] = []
     rounds, timed_out = 0, False
     while todo.numel() and rounds < max_rounds:
@@ -164,7 +170,7 @@ def working_set_lasso(
         residual[todo] = problem.violations(V, todo).amax(dim=0)
     cols = torch.cat(dense_cols) if dense_cols else todo[:0]
     if cols.numel():
-        converged &= problem.dense(V, cols, tol_t[cols], residual, L=L, deadline=deadline)
+        converged &= problem.fista(V, cols, tol_t[cols], residual, L=L, deadline=deadline)
     return LassoResult(V, rounds, converged, float(residual.max()) if c else 0.0)
 
 
@@ -196,7 +202,7 @@ class _Columns:
         sign = None if self.sign is None else self.sign[:, cols]
         return kkt_violation(V[:, cols], G, self.pen[:, cols], self.mask[:, cols], sign)
 
-    def dense(
+    def fista(
         self,
         V: torch.Tensor,
         cols: torch.Tensor,
@@ -206,12 +212,7 @@ class _Columns:
         L: float | None,
         deadline: float | None,
     ) -> bool:
-        """Solve the dense columns ``cols`` in place: FISTA, or exactly where float64 was needed."""
-        if self.A.dtype == torch.float64:
-            # the statistics needed float64 (problem.working_precision): conditioning that
-            # also defeats first-order steps, while an exact solve on the support does not
-            log.info("working-set lasso: %d dense column(s) solved exactly (feature-sign search)", cols.numel())
-            return self.feature_sign(V, cols, tol, residual, deadline=deadline)
+        """Solve the dense columns ``cols`` by FISTA from V, in place (and their residuals); return convergence."""
         log.info("working-set lasso: %d dense column(s) handed to FISTA", cols.numel())
         k = self.A.shape[0]
         with threads_for(2.0 * k * k * cols.numel(), V.device):
@@ -229,6 +230,12 @@ class _Columns:
         V[:, cols] = res.V
         residual[cols] = res.max_residual
         return res.converged
+
+    def exact(self, V: torch.Tensor, tol: torch.Tensor, *, deadline: float | None) -> LassoResult:
+        """Solve every column by feature-sign search from V, in place."""
+        residual = torch.zeros_like(tol)
+        converged = self.feature_sign(V, torch.arange(V.shape[1], device=V.device), tol, residual, deadline=deadline)
+        return LassoResult(V, 1, converged, float(residual.max()) if V.shape[1] else 0.0)
 
     def feature_sign(
         self, V: torch.Tensor, cols: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, *, deadline: float | None

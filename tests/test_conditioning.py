@@ -101,3 +101,35 @@ def test_raw_er4_is_recovered_where_float32_statistics_fail(seed):
     assert result.info["run"]["precision"] == "float64"
     assert acc["shd"] <= 0.05 * B.nnz, acc
     assert nx.is_directed_acyclic_graph(nx.from_scipy_sparse_array(result.adjacency, create_using=nx.DiGraph))
+
+
+def test_lasso_tolerance_follows_the_residual_sd_of_a_nearly_determined_target(monkeypatch):
+    import gene_dag.solver.lasso as lasso_module
+    from gene_dag.solver.lasso import lasso_columns
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    X = rng.standard_normal((n, 6))
+    X[:, 1] = X[:, 0] + 0.3 * X[:, 1]  # correlated parents: first-order steps are slow
+    # the target's total sd is ~300, its residual sd 0.05: a tolerance relative to the
+    # total sd leaves the weak parent's weight to the solver's slack
+    y = 300.0 * X[:, 0] + 0.2 * X[:, 1] + 0.05 * rng.standard_normal(n)
+    data = np.column_stack([X, y])
+    C = covariance(data)
+    genes = [f"g{i}" for i in range(7)]
+    mask = build_mask(genes, regulators=genes[:6])
+    settings = settings_from(
+        standardize=False, lambda1=1e-4, w_threshold=0.1, tuning={"precision": "float32", "lasso_method": "fista"}
+    )
+    prob = Problem(C[:6], np.diag(C), mask, settings)
+    cols = np.array([6])
+    exact = np.linalg.solve(C[:6, :6], C[:6, 6])
+
+    def weak_parent_error() -> float:
+        res = lasso_columns(prob, cols, prob.allowed(cols), torch.zeros(6, 1, dtype=prob.dtype))
+        return abs(float(res.V[1, 0]) / prob.sigma[1] - exact[1])
+
+    tightened = weak_parent_error()
+    monkeypatch.setattr(lasso_module, "RESIDUAL_TOL_ROUNDS", 1)  # the total-sd tolerance alone
+    loose = weak_parent_error()
+    assert tightened < 1e-3 < loose

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import networkx as nx
 import numpy as np
-import pytest
 import scipy.sparse as sp
 import torch
 
@@ -91,16 +90,22 @@ def test_precision_is_float64_only_where_float32_cannot_resolve_the_residuals():
     assert prob.dtype == torch.float32 and prob.min_residual_fraction == 0.0
 
 
-@pytest.mark.parametrize("seed", [8])
-def test_raw_er4_is_recovered_where_float32_statistics_fail(seed):
-    # this graph's deepest genes have variance ~1e7 for unit noise: in float32 the solve
-    # returned SHD 645 of 410 true edges
-    B, X = raw_sem(100, 4, seed=seed)
+def test_raw_er4_is_recovered_where_float32_statistics_fail():
+    # graph, weight and noise seeds drawn as the ER/SF benchmark draws them for its seed 8:
+    # its deepest genes have variance ~1e7 for unit noise; forced to float32 the same solve
+    # gives SHD 189 of 410 true edges
+    seeds = (int(x) for x in np.random.SeedSequence(8).generate_state(3))
+    s_graph, s_weights, s_noise = seeds
+    B, _ = simulate_graph(100, graph_type="er", edges_per_node=4, seed=s_graph)
+    W = simulate_weights(B, w_range=(0.5, 2.0), seed=s_weights)
+    X = np.asarray(simulate_sem(W, 1000, noise_scale=1.0, seed=s_noise), dtype=np.float64)
     result = fit(X, standardize=False, return_result=True)
-    acc = count_accuracy(B, result.adjacency)
+    acc = count_accuracy(sp.csr_matrix(B), result.adjacency)
     assert result.info["run"]["precision"] == "float64"
-    assert acc["shd"] <= 0.05 * B.nnz, acc
+    assert acc["shd"] <= 0.02 * B.nnz, acc
     assert nx.is_directed_acyclic_graph(nx.from_scipy_sparse_array(result.adjacency, create_using=nx.DiGraph))
+    forced = fit(X, standardize=False, return_result=True, tuning={"precision": "float32"})
+    assert count_accuracy(sp.csr_matrix(B), forced.adjacency)["shd"] > 10 * max(acc["shd"], 1)
 
 
 def test_lasso_tolerance_follows_the_residual_sd_of_a_nearly_determined_target(monkeypatch):

@@ -23,7 +23,9 @@ handed to FISTA, which is then the cheaper method.
 
 Statistics that needed float64 (:func:`gene_dag.solver.problem.working_precision`: genes
 nearly determined by others) are ill-conditioned enough that coordinate descent and FISTA
-both crawl; there every column is solved exactly by feature-sign search (feature_sign.py).
+both crawl; there every column with at most ``FEATURE_SIGN_MAX`` allowed entries (a screened
+or small problem) is solved exactly by feature-sign search (feature_sign.py), and wider
+columns, where a factorisation per support change costs more, as before in float64.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 #: Elements of one batch of gathered working-set Gram matrices (c × m × m), about 64 MiB
 #: in float32: bounds the memory of the inner solve whatever the working-set sizes.
 GATHER_ELEMENTS = 2**24
+#: Columns with at most this many allowed entries are solved by feature-sign search when
+#: the statistics needed float64; wider ones by working sets and FISTA, in float64.
+FEATURE_SIGN_MAX = 256
 #: Violators a working set gains at least per round (while it has that many).
 MIN_GROW = 8
 
@@ -131,9 +136,9 @@ def working_set_lasso(
     problem = _Columns.of(A, B, penalty, allowed, sign)
     tol_t = torch.as_tensor(tol, dtype=B.dtype, device=B.device).expand(c).clone()
     V = torch.zeros_like(B) if V0 is None else V0.clone() * problem.mask
-    if A.dtype == torch.float64:  # ill-conditioned: exact solves (module docstring)
-        return problem.exact(V, tol_t, deadline=deadline)
     todo, residual = torch.arange(c, device=B.device), torch.zeros_like(tol_t)
+    if A.dtype == torch.float64:  # ill-conditioned: exact solves where affordable (module docstring)
+        todo, exact_converged = problem.exact(V, tol_t, residual, deadline=deadline)
     cap = max_working_set or max(32, k // 10)
     dense_cols: list[torch.Tensor] = []
     rounds, timed_out = 0, False
@@ -165,7 +170,7 @@ def working_set_lasso(
         if deadline is not None and time.monotonic() > deadline:
             timed_out = True
             break
-    converged = not todo.numel() and not timed_out
+    converged = not todo.numel() and not timed_out and (A.dtype != torch.float64 or exact_converged)
     if todo.numel() and not timed_out:  # out of rounds: the last violations are not yet measured
         residual[todo] = problem.violations(V, todo).amax(dim=0)
     cols = torch.cat(dense_cols) if dense_cols else todo[:0]
@@ -231,11 +236,19 @@ class _Columns:
         residual[cols] = res.max_residual
         return res.converged
 
-    def exact(self, V: torch.Tensor, tol: torch.Tensor, *, deadline: float | None) -> LassoResult:
-        """Solve every column by feature-sign search from V, in place."""
-        residual = torch.zeros_like(tol)
-        converged = self.feature_sign(V, torch.arange(V.shape[1], device=V.device), tol, residual, deadline=deadline)
-        return LassoResult(V, 1, converged, float(residual.max()) if V.shape[1] else 0.0)
+    def exact(
+        self, V: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, *, deadline: float | None
+    ) -> tuple[torch.Tensor, bool]:
+        """Solve by feature-sign search the columns with at most ``FEATURE_SIGN_MAX`` allowed entries.
+
+        Returns the other columns (left to the working sets and FISTA: a factorisation per
+        support change of hundreds of coefficients costs more than their dense products)
+        and whether the solved ones converged.
+        """
+        n_allowed = self.mask.sum(dim=0)
+        small = torch.nonzero(n_allowed <= FEATURE_SIGN_MAX).flatten()
+        converged = self.feature_sign(V, small, tol[small], residual, deadline=deadline) if small.numel() else True
+        return torch.nonzero(n_allowed > FEATURE_SIGN_MAX).flatten(), converged
 
     def feature_sign(
         self, V: torch.Tensor, cols: torch.Tensor, tol: torch.Tensor, residual: torch.Tensor, *, deadline: float | None

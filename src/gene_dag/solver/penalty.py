@@ -30,6 +30,32 @@ def prox_l1_masked(
     return V
 
 
+def prox_bounds(
+    threshold: torch.Tensor,
+    allowed: torch.Tensor | None,
+    sign: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounds (lo, hi) such that ``Z - Z.clamp(lo, hi)`` is :func:`prox_l1_masked`'s result.
+
+    Soft-thresholding is z minus the projection of z onto [−t, t]; a sign constraint opens
+    one side of that interval (a positive-only weight is z − min(z, t), 0 below t), and an
+    edge that is not allowed has the interval (−∞, ∞), which leaves exactly 0. In this
+    form the prox is two passes over the tensor instead of six, which matters in the
+    batched lasso, where the passes over k × c tensors cost as much as the product.
+    """
+    shapes = [x.shape for x in (threshold, allowed, sign) if x is not None]
+    t = threshold.expand(torch.broadcast_shapes(*shapes))
+    inf = torch.full_like(t, torch.inf)
+    lo, hi = -t, t
+    if sign is not None:
+        lo = torch.where(sign > 0, -inf, lo)
+        hi = torch.where(sign < 0, inf, hi)
+    if allowed is not None:
+        lo = torch.where(allowed > 0, lo, -inf)
+        hi = torch.where(allowed > 0, hi, inf)
+    return lo, hi
+
+
 def l1_value(V: torch.Tensor, penalty: torch.Tensor | float) -> torch.Tensor:
     """Σ t |V| over the last two axes (one value per matrix of a batch)."""
     return (torch.as_tensor(penalty, dtype=V.dtype, device=V.device) * V.abs()).sum((-2, -1))

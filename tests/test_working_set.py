@@ -7,8 +7,10 @@ import torch
 
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
+from gene_dag.solver import lasso
 from gene_dag.solver.api import fit
 from gene_dag.solver.lasso import batched_lasso
+from gene_dag.solver.penalty import prox_bounds, prox_l1_masked
 from gene_dag.solver.working_set import working_set_lasso
 
 
@@ -104,3 +106,38 @@ def test_solve_with_either_lasso_gives_the_same_network(standardize):
     assert ((a != 0) != (b != 0)).nnz <= 2
     if not standardize:
         assert shd_ws <= 0.05 * truth.nnz
+
+
+def test_prox_bounds_give_the_masked_signed_soft_threshold():
+    gen = torch.Generator().manual_seed(5)
+    Z = torch.randn(40, 70, generator=gen, dtype=torch.float64)
+    t = 0.3 * torch.rand(40, 1, generator=gen, dtype=torch.float64)
+    allowed = (torch.rand(40, 70, generator=gen) > 0.2).double()
+    sign = torch.where(torch.rand(40, 70, generator=gen) < 0.3, torch.sign(torch.randn(40, 70, generator=gen)), 0.0)
+    for a, s in [(None, None), (allowed, None), (None, sign.double()), (allowed, sign.double())]:
+        lo, hi = prox_bounds(t, a, s)
+        expected = prox_l1_masked(Z, t, a, s)
+        assert torch.equal(Z - Z.clamp(lo, hi), expected)
+
+
+def test_fista_blocks_of_columns_reach_the_optimum(monkeypatch):
+    # blocks of 64 columns: 400 columns are solved in 7 blocks, each with its own restarts
+    monkeypatch.setattr(lasso, "FISTA_BLOCK_ELEMENTS", 64 * 60)
+    A, B, allowed, sign = _problem(seed=3)
+    pen = torch.full((A.shape[0], 1), 0.03)
+    blocked = lasso.batched_lasso(A, B, pen, allowed=allowed, sign=sign, tol=1e-6, max_iter=50000)
+    assert blocked.converged
+    assert _kkt(A, B, blocked.V, pen, allowed, sign) < 5e-5
+    assert not bool((blocked.V[allowed == 0] != 0).any()) and not bool(((blocked.V * sign) < 0).any())
+    monkeypatch.setattr(lasso, "FISTA_BLOCK_ELEMENTS", 10**9)
+    whole = lasso.batched_lasso(A, B, pen, allowed=allowed, sign=sign, tol=1e-6, max_iter=50000)
+    gap = (_objective(A, B, blocked.V, pen) - _objective(A, B, whole.V, pen)).abs()
+    assert float(gap.max()) < 1e-6
+
+
+def test_a_column_with_far_more_violators_than_a_working_set_goes_to_fista_in_the_first_round():
+    A, B, allowed, _ = _problem(seed=4)
+    pen = torch.full((A.shape[0], 1), 1e-4)  # nearly least squares: every coefficient enters
+    res = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-5, max_working_set=8)
+    assert res.iterations == 1  # one round: every column was seen to be dense at once
+    assert res.converged and _kkt(A, B, res.V, pen, allowed, None) < 5e-5

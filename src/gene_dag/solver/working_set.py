@@ -53,6 +53,9 @@ GATHER_ELEMENTS = 2**24
 FEATURE_SIGN_MAX = 256
 #: Violators a working set gains at least per round (while it has that many).
 MIN_GROW = 8
+#: Columns whose support and violators exceed this many times the working-set cap go to
+#: FISTA in the round that sees it.
+DENSE_VIOLATORS = 4
 
 
 def kkt_violation(
@@ -155,7 +158,9 @@ def working_set_lasso(
         n_support = support.sum(dim=0)
         n_violating = ((viol > 0) & ~support).sum(dim=0)
         n_ws = n_support + torch.minimum(n_violating, n_support.clamp_min(MIN_GROW))
-        keep = n_ws <= cap
+        # a column with far more violators than any working set may hold is dense: to
+        # FISTA at once, not after the rounds it would take its working set to get there
+        keep = (n_ws <= cap) & (n_support + n_violating <= DENSE_VIOLATORS * cap)
         dense_cols.append(todo[~keep])
         todo, support, viol, n_ws, worst = todo[keep], support[:, keep], viol[:, keep], n_ws[keep], worst[keep]
         if not todo.numel():

@@ -8,6 +8,8 @@ magnitude along the causal order, and downstream genes have residual variances o
 
 from __future__ import annotations
 
+import json
+
 import networkx as nx
 import numpy as np
 import scipy.sparse as sp
@@ -138,3 +140,31 @@ def test_lasso_tolerance_follows_the_residual_sd_of_a_nearly_determined_target(m
     monkeypatch.setattr(lasso_module, "RESIDUAL_TOL_ROUNDS", 1)  # the total-sd tolerance alone
     loose = weak_parent_error()
     assert tightened < 1e-3 < loose
+
+
+def test_equal_noise_core_is_solved_in_the_least_residual_order_without_the_central_path():
+    B, X = raw_sem(60, 4, seed=21)
+    quick = fit(X, standardize=False, return_result=True)
+    run = quick.info["run"]
+    assert run["core_order"] == "least_residual"
+    assert run["core_noise_variance_ratio"] <= 1.5
+    assert run["stages_json"] == "[]"  # no central path ran
+    slow = fit(X, standardize=False, return_result=True, tuning={"core_order": "central_path"})
+    assert slow.info["run"]["core_order"] == "central_path"
+    shd_quick = count_accuracy(B, quick.adjacency)["shd"]
+    assert shd_quick <= count_accuracy(B, slow.adjacency)["shd"]
+    assert shd_quick <= 0.02 * B.nnz
+    assert nx.is_directed_acyclic_graph(nx.from_scipy_sparse_array(quick.adjacency, create_using=nx.DiGraph))
+
+
+def test_unequal_noise_variances_keep_the_central_path():
+    # noise sds from 0.3 to 3: the equal-variance model the least-residual order rests
+    # on does not hold, and the fit in that order shows it
+    B, _ = simulate_graph(40, graph_type="er", edges_per_node=2, seed=4)
+    W = simulate_weights(B, w_range=(0.5, 2.0), seed=5)
+    sd = np.random.default_rng(6).uniform(0.3, 3.0, 40)
+    X = np.asarray(simulate_sem(W, 1000, noise_scale=sd, seed=7), dtype=np.float64)
+    run = fit(X, standardize=False, return_result=True).info["run"]
+    assert run["core_noise_variance_ratio"] > 1.5
+    assert run["core_order"] == "central_path"
+    assert json.loads(run["stages_json"])  # the central path ran

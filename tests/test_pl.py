@@ -163,3 +163,14 @@ def test_convergence_draws_the_central_path_of_a_real_solve(tmp_path):
     line = ax.get_lines()[0]
     np.testing.assert_allclose(line.get_ydata(), [max(st["max_h"], 1e-16) for st in stages])
     assert (tmp_path / "path.png").stat().st_size > 5000
+
+
+def test_convergence_of_a_core_solved_in_the_least_residual_order_says_so(tmp_path):
+    from gene_dag import tl
+    from gene_dag.simulate import simulate_adata
+
+    adata = simulate_adata(d=30, n=1000, graph_type="er", edges_per_node=2.0, seed=1)
+    tl.learn_dag(adata, device="cpu", standardize=False)
+    assert adata.uns["gene_dag"]["run"]["core_order"] == "least_residual"
+    ax = pl.convergence(adata, save=tmp_path / "order.png")
+    assert any("least-residual order" in t.get_text() for t in ax.texts)

@@ -648,7 +648,12 @@ def convergence(
         _plot_rounds(ax, rounds)
     else:
         ax.axis("off")
-        text = "no constrained rounds: the allowed edges have no cycle,\nso every gene was a separate lasso\n\n" + text
+        why = (
+            "no central path: the cycle core was solved in the\nleast-residual order (equal noise variances)"
+            if run.get("core_order") == "least_residual"
+            else "no constrained rounds: the allowed edges have no cycle,\nso every gene was a separate lasso"
+        )
+        text = why + "\n\n" + text
     drawn = bool(stages or rounds)
     ax.text(
         1.22 if drawn else 0.5,

@@ -39,7 +39,7 @@ from gene_dag.solver.components import Component, buckets, find_components, solv
 from gene_dag.solver.lasso import lasso_columns, lipschitz
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import Problem, required_gene_matrix, to_gene_matrix, total_score
-from gene_dag.solver.refit import complete_in_order, order_refit, refine_core, support_refit
+from gene_dag.solver.refit import complete_in_order, least_residual_core, order_refit, refine_core, support_refit
 from gene_dag.solver.settings import SolverSettings
 
 log = logging.getLogger(__name__)
@@ -299,17 +299,22 @@ def core_stage(run: Run, core: Core) -> bool:
     Columns are the core genes (in core-row order, so row i and column i are one gene);
     without decomposition, every other gene follows as a column of the same problem.
     """
-    active = _active_edges(run, core)
     started = time.monotonic()
+    if run.state["round"] == 0 and "active" not in run.state and least_residual_core(run, core):
+        run.save(force=True, round=1, bucket=0, core_converged=True, core_order="least_residual", V=snapshot(run.V))
+    by_order = run.state.get("core_order") == "least_residual"
     if run.state["round"] == 0:
-        if _solve_core(run, core, active):
+        if _solve_core(run, core, _active_edges(run, core)):
             return True
         run.save(round=1, bucket=0, core_converged=run.info["core_converged"], V=snapshot(run.V))
     run.info["time_core_s"], started = time.monotonic() - started, time.monotonic()
     run.info["core_converged"] = bool(run.state.get("core_converged", True))
     run.info["core_rounds"] = 1
+    run.info.setdefault("core_order", "least_residual" if by_order else "central_path")
     t = run.prob.s.tuning
-    if core.active_set or (t.refit and not run.prob.s.standardize):
+    if by_order:
+        pass  # the core's weights are already the lasso in its order
+    elif core.active_set or (t.refit and not run.prob.s.standardize):
         order_refit(run, core)
     elif t.refit:
         support_refit(run, core)

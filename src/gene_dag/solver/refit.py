@@ -39,6 +39,50 @@ log = logging.getLogger(__name__)
 
 #: Rounds of the completion's optimality check (each adds the edges still violating it).
 COMPLETION_ROUNDS = 5
+#: The least-residual order replaces the central path when the noise variances of its
+#: fit are equal within this factor (largest / smallest over the core genes).
+EQUAL_NOISE_RATIO = 1.5
+
+
+def least_residual_core(run: Run, core: Core) -> bool:
+    """On raw data, solve the core in the least-residual order when its noise variances are equal.
+
+    The raw score is the likelihood of a linear SEM with equal noise variances; under that
+    model the least-residual order is a causal order (ordering.py) and the constrained
+    optimum is the lasso in it, so the central path, a search for the same order by
+    continuous optimisation, has nothing to add. Whether the data fit the model is
+    checked on the fit itself: the residual variances of the core genes in that order
+    must agree within ``EQUAL_NOISE_RATIO``. Returns True when the core was solved so;
+    False (weights untouched) when the check fails, the data are standardised, the core
+    is too large to order, or ``Tuning.core_order`` asks for the central path.
+    """
+    prob, V = run.prob, run.V
+    if prob.s.standardize or prob.s.tuning.core_order != "auto" or core.rows.size > LEAST_RESIDUAL_MAX:
+        return False
+    order = least_residual_order(_core_covariance(prob, core), _core_required(core))
+    res, value = _refit_in_order(run, core, order)
+    cols = prob.R[core.rows]
+    variances = torch.as_tensor(prob.variances[cols], dtype=torch.float64, device=prob.device)
+    noise = score.residual_variance(prob.A @ res.V, prob.B[:, cols], res.V, variances).cpu().numpy()
+    ratio = float(noise.max() / noise.min())
+    run.info["core_noise_variance_ratio"] = ratio
+    if not ratio <= EQUAL_NOISE_RATIO:
+        log.info(
+            "core: noise variances in the least-residual order differ %.3gx (> %.3g): central path",
+            ratio,
+            EQUAL_NOISE_RATIO,
+        )
+        return False
+    V[:, cols] = res.V
+    run.info.update(
+        core_order="least_residual",
+        refit_iterations=res.iterations,
+        refit_converged=res.converged,
+        refit_order="least_residual",
+        refit_order_scores={"least_residual": value},
+    )
+    log.info("core: least-residual order, noise variances equal within %.3gx: no central path needed", ratio)
+    return True
 
 
 def core_dag(prob: Problem, V: torch.Tensor, core_rows: np.ndarray) -> sp.csr_matrix:

@@ -81,6 +81,13 @@ class Tuning:
     screen_scaled
         Scale each gene's screen penalty by its residual standard deviation (scaled
         lasso): more true edges kept, and more candidates per gene.
+    core_order
+        How the cycle core finds its causal order. ``"auto"``: on raw data, first the
+        least-residual order (:func:`gene_dag.solver.ordering.least_residual_order`), kept
+        without the central path when the noise variances it leaves are equal within
+        ``EQUAL_NOISE_RATIO`` (the model the raw score assumes, under which that order is
+        consistent); otherwise, and on standardised data, the central path.
+        ``"central_path"``: always the central path.
     precision
         Floating-point type of the solver's tensors: ``"float32"``, ``"float64"``, or
         ``"auto"``: float64 when some gene is so nearly determined by the regulators that
@@ -107,6 +114,7 @@ class Tuning:
     screen_lambda_factor: float = 0.5
     screen_max_parents: int = 32
     screen_scaled: bool = False
+    core_order: str = "auto"
     precision: str = "auto"
 
 
@@ -254,6 +262,8 @@ def _check_numbers(s: SolverSettings) -> None:
         raise ConfigError("path_length must be >= 2, path_ratio in (0, 1) and ebic_gamma >= 0")
     if t.screen not in ("auto", "on", "off") or not t.screen_lambda_factor > 0 or t.screen_max_parents < 1:
         raise ConfigError("screen must be auto, on or off, screen_lambda_factor > 0 and screen_max_parents >= 1")
+    if t.core_order not in ("auto", "central_path"):
+        raise ConfigError(f"core_order must be auto or central_path, not {t.core_order!r}")
     if t.precision not in ("auto", "float32", "float64"):
         raise ConfigError(f"precision must be auto, float32 or float64, not {t.precision!r}")
 

@@ -356,18 +356,39 @@ def test_run_stopped_mid_path_resumes_at_its_last_stage(tmp_path, caplog):
     from gene_dag.solver.api import fit
 
     adata = write_data(tmp_path / "in.h5ad", d=30, n=1000, graph_type="er", seed=3)
-    ref = fit(adata, device="cpu", standardize=False)
+    path = {"device": "cpu", "standardize": False, "tuning": {"core_order": "central_path"}}
+    ref = fit(adata, **path)
+    ckpt = tmp_path / "ckpt"
+    stopped = fit(adata, checkpoint=ckpt, checkpoint_interval=0, max_time=0.0, return_result=True, **path)
+    assert bool(stopped.info["run"]["converged"]) is False
+    state = torch.load(ckpt / CHECKPOINT, map_location="cpu", weights_only=True)
+    assert state["stage"] == "core" and int(state["path_stage"]) == 1 and state.get("bucket", 0) == 0
+    with caplog.at_level(logging.INFO, logger="gene_dag"):
+        resumed = fit(adata, checkpoint=ckpt, return_result=True, **path)
+    assert any("resuming the central path" in r.getMessage() for r in caplog.records)
+    assert bool(resumed.info["run"]["resumed"]) is True
+    assert edges(resumed.adjacency) == edges(ref)
+    np.testing.assert_allclose(resumed.adjacency.toarray(), ref.toarray(), atol=1e-5)
+    assert count_accuracy(adata.varp["true_dag"], ref)["shd"] <= 3
+
+
+def test_run_stopped_in_the_least_residual_core_resumes_to_the_same_graph(tmp_path):
+    # raw equal-noise data: the core is solved in the least-residual order; a run whose
+    # time runs out there must not fall back to the central path, but try again on resume
+    import torch
+
+    from gene_dag.solver.api import fit
+
+    adata = write_data(tmp_path / "in.h5ad", d=30, n=1000, graph_type="er", seed=3)
+    ref = fit(adata, device="cpu", standardize=False, return_result=True)
+    assert ref.info["run"]["core_order"] == "least_residual"
     ckpt = tmp_path / "ckpt"
     stopped = fit(
         adata, checkpoint=ckpt, checkpoint_interval=0, device="cpu", standardize=False, max_time=0.0, return_result=True
     )
     assert bool(stopped.info["run"]["converged"]) is False
     state = torch.load(ckpt / CHECKPOINT, map_location="cpu", weights_only=True)
-    assert state["stage"] == "core" and int(state["path_stage"]) == 1 and state.get("bucket", 0) == 0
-    with caplog.at_level(logging.INFO, logger="gene_dag"):
-        resumed = fit(adata, checkpoint=ckpt, device="cpu", standardize=False, return_result=True)
-    assert any("resuming the central path" in r.getMessage() for r in caplog.records)
-    assert bool(resumed.info["run"]["resumed"]) is True
-    assert edges(resumed.adjacency) == edges(ref)
-    np.testing.assert_allclose(resumed.adjacency.toarray(), ref.toarray(), atol=1e-5)
-    assert count_accuracy(adata.varp["true_dag"], ref)["shd"] <= 3
+    assert state["stage"] == "core" and int(state["round"]) == 0 and "active" not in state
+    resumed = fit(adata, checkpoint=ckpt, device="cpu", standardize=False, return_result=True)
+    assert resumed.info["run"]["core_order"] == "least_residual"
+    assert edges(resumed.adjacency) == edges(ref.adjacency)

@@ -300,8 +300,13 @@ def core_stage(run: Run, core: Core) -> bool:
     without decomposition, every other gene follows as a column of the same problem.
     """
     started = time.monotonic()
-    if run.state["round"] == 0 and "active" not in run.state and least_residual_core(run, core):
-        run.save(force=True, round=1, bucket=0, core_converged=True, core_order="least_residual", V=snapshot(run.V))
+    if run.state["round"] == 0 and "active" not in run.state:
+        outcome = least_residual_core(run, core)
+        if outcome == "timed_out":
+            run.info["core_converged"] = False
+            return True
+        if outcome == "solved":
+            run.save(force=True, round=1, bucket=0, core_converged=True, core_order="least_residual", V=snapshot(run.V))
     by_order = run.state.get("core_order") == "least_residual"
     if run.state["round"] == 0:
         if _solve_core(run, core, _active_edges(run, core)):

@@ -44,7 +44,7 @@ COMPLETION_ROUNDS = 5
 EQUAL_NOISE_RATIO = 1.5
 
 
-def least_residual_core(run: Run, core: Core) -> bool:
+def least_residual_core(run: Run, core: Core) -> str:
     """On raw data, solve the core in the least-residual order when its noise variances are equal.
 
     The raw score is the likelihood of a linear SEM with equal noise variances; under that
@@ -52,15 +52,19 @@ def least_residual_core(run: Run, core: Core) -> bool:
     optimum is the lasso in it, so the central path, a search for the same order by
     continuous optimisation, has nothing to add. Whether the data fit the model is
     checked on the fit itself: the residual variances of the core genes in that order
-    must agree within ``EQUAL_NOISE_RATIO``. Returns True when the core was solved so;
-    False (weights untouched) when the check fails, the data are standardised, the core
-    is too large to order, or ``Tuning.core_order`` asks for the central path.
+    must agree within ``EQUAL_NOISE_RATIO``. Returns ``"solved"`` when the core was
+    solved so; ``"timed_out"`` when the time limit stopped the fit (the weights are
+    untouched, and a resumed run tries again); ``"declined"`` (weights untouched) when
+    the check fails, the data are standardised, the core is too large to order, or
+    ``Tuning.core_order`` asks for the central path.
     """
     prob, V = run.prob, run.V
     if prob.s.standardize or prob.s.tuning.core_order != "auto" or core.rows.size > LEAST_RESIDUAL_MAX:
-        return False
+        return "declined"
     order = least_residual_order(_core_covariance(prob, core), _core_required(core))
     res, value = _refit_in_order(run, core, order)
+    if run.out_of_time():
+        return "timed_out"
     cols = prob.R[core.rows]
     variances = torch.as_tensor(prob.variances[cols], dtype=torch.float64, device=prob.device)
     noise = score.residual_variance(prob.A @ res.V, prob.B[:, cols], res.V, variances).cpu().numpy()
@@ -72,7 +76,7 @@ def least_residual_core(run: Run, core: Core) -> bool:
             ratio,
             EQUAL_NOISE_RATIO,
         )
-        return False
+        return "declined"
     V[:, cols] = res.V
     run.info.update(
         core_order="least_residual",
@@ -82,7 +86,7 @@ def least_residual_core(run: Run, core: Core) -> bool:
         refit_order_scores={"least_residual": value},
     )
     log.info("core: least-residual order, noise variances equal within %.3gx: no central path needed", ratio)
-    return True
+    return "solved"
 
 
 def core_dag(prob: Problem, V: torch.Tensor, core_rows: np.ndarray) -> sp.csr_matrix:

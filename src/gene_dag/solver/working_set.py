@@ -155,12 +155,7 @@ def working_set_lasso(
         if not todo.numel():
             break
         support = V[:, todo] != 0
-        n_support = support.sum(dim=0)
-        n_violating = ((viol > 0) & ~support).sum(dim=0)
-        n_ws = n_support + torch.minimum(n_violating, n_support.clamp_min(MIN_GROW))
-        # a column with far more violators than any working set may hold is dense: to
-        # FISTA at once, not after the rounds it would take its working set to get there
-        keep = (n_ws <= cap) & (n_support + n_violating <= DENSE_VIOLATORS * cap)
+        n_ws, keep = _working_set_sizes(support, viol, cap)
         dense_cols.append(todo[~keep])
         todo, support, viol, n_ws, worst = todo[keep], support[:, keep], viol[:, keep], n_ws[keep], worst[keep]
         if not todo.numel():
@@ -182,6 +177,20 @@ def working_set_lasso(
     if cols.numel():
         converged &= problem.fista(V, cols, tol_t[cols], residual, L=L, deadline=deadline)
     return LassoResult(V, rounds, converged, float(residual.max()) if c else 0.0)
+
+
+def _working_set_sizes(support: torch.Tensor, viol: torch.Tensor, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's next working-set size, and whether it stays with the working sets (else FISTA).
+
+    The working set is the support plus as many violators as it has (at least
+    ``MIN_GROW``). A column with far more violators than any working set may hold is
+    dense: it goes to FISTA at once, not after the rounds its working set would take to
+    grow there.
+    """
+    n_support = support.sum(dim=0)
+    n_violating = ((viol > 0) & ~support).sum(dim=0)
+    n_ws = n_support + torch.minimum(n_violating, n_support.clamp_min(MIN_GROW))
+    return n_ws, (n_ws <= cap) & (n_support + n_violating <= DENSE_VIOLATORS * cap)
 
 
 @dataclass

@@ -66,6 +66,8 @@ class Run:
     ckpt: Checkpointer
     deadline: float | None  # time.monotonic() value
     info: dict
+    #: results worth reusing within this run, not checkpointed (e.g. the least-residual fit)
+    cache: dict = field(default_factory=dict)
 
     def out_of_time(self) -> bool:
         """Whether the time limit has passed."""

@@ -26,6 +26,14 @@ LEAST_RESIDUAL_MAX = 4096
 def least_residual_order(cov: np.ndarray, required: np.ndarray | None = None) -> np.ndarray:
     """Return a causal order of the genes of ``cov``: smallest residual variance first.
 
+    The order of :func:`ordered_residuals`, whose parameters it takes.
+    """
+    return ordered_residuals(cov, required)[0]
+
+
+def ordered_residuals(cov: np.ndarray, required: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return the least-residual order of the genes of ``cov`` and each one's residual variance.
+
     Parameters
     ----------
     cov
@@ -37,7 +45,11 @@ def least_residual_order(cov: np.ndarray, required: np.ndarray | None = None) ->
 
     Returns
     -------
-    The q gene positions in causal order.
+    order
+        The q gene positions in causal order.
+    residuals
+        The variance of each gene (by position in ``order``) given all genes before it:
+        under equal noise variances, estimates of that one variance.
     """
     C = np.asarray(cov, dtype=np.float64)
     q = C.shape[0]
@@ -46,6 +58,7 @@ def least_residual_order(cov: np.ndarray, required: np.ndarray | None = None) ->
     waiting = np.zeros(q, dtype=np.int64) if required is None else required.sum(axis=0).astype(np.int64)
     placed = np.zeros(q, dtype=bool)
     order = np.empty(q, dtype=np.int64)
+    pivots = np.zeros(q)
     for t in range(q):
         ready = ~placed & (waiting == 0)
         if not ready.any():
@@ -53,6 +66,7 @@ def least_residual_order(cov: np.ndarray, required: np.ndarray | None = None) ->
         i = int(np.flatnonzero(ready)[np.argmin(residual[ready])])
         column = C[:, i] - factors[:, :t] @ factors[i, :t]
         pivot = column[i]
+        pivots[t] = max(pivot, 0.0)
         # a gene its predecessors determine exactly adds no direction to the factor
         if pivot > 1e-12 * max(C[i, i], 1e-300):
             factors[:, t] = column / np.sqrt(pivot)
@@ -61,4 +75,4 @@ def least_residual_order(cov: np.ndarray, required: np.ndarray | None = None) ->
         order[t] = i
         if required is not None:
             waiting -= required[i].astype(np.int64)
-    return order
+    return order, pivots

@@ -25,7 +25,7 @@ import torch
 from gene_dag.graph import topological_order
 from gene_dag.solver import score
 from gene_dag.solver.lasso import lasso_columns
-from gene_dag.solver.ordering import LEAST_RESIDUAL_MAX, least_residual_order
+from gene_dag.solver.ordering import LEAST_RESIDUAL_MAX, least_residual_order, ordered_residuals
 from gene_dag.solver.penalty import l1_value
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import required_gene_matrix, to_gene_matrix
@@ -42,6 +42,10 @@ COMPLETION_ROUNDS = 5
 #: The least-residual order replaces the central path when the noise variances of its
 #: fit are equal within this factor (largest / smallest over the core genes).
 EQUAL_NOISE_RATIO = 1.5
+#: Residual variances of the order itself (each gene given all before it) this far apart
+#: rule the model out before any fit: genes determined by the ones before them (fewer
+#: cells than genes) or noise variances of different orders of magnitude.
+ORDER_RESIDUAL_RATIO = 1e3
 
 
 def least_residual_core(run: Run, core: Core) -> str:
@@ -61,14 +65,22 @@ def least_residual_core(run: Run, core: Core) -> str:
     prob, V = run.prob, run.V
     if prob.s.standardize or prob.s.tuning.core_order != "auto" or core.rows.size > LEAST_RESIDUAL_MAX:
         return "declined"
-    order = least_residual_order(_core_covariance(prob, core), _core_required(core))
+    order, pivots = ordered_residuals(_core_covariance(prob, core), _core_required(core))
+    run.cache["least_residual_order"] = order
+    live = pivots[prob.variances[prob.R[core.rows[order]]] > 0]
+    if not (live.size and live.max() <= ORDER_RESIDUAL_RATIO * live.min()):
+        run.info["core_noise_variance_ratio"] = math.inf
+        log.info("core: residuals of the least-residual order differ over %.0fx: central path", ORDER_RESIDUAL_RATIO)
+        return "declined"
     res, value = _refit_in_order(run, core, order)
     if run.out_of_time():
         return "timed_out"
+    run.cache["least_residual_fit"] = (res, value)
     cols = prob.R[core.rows]
     variances = torch.as_tensor(prob.variances[cols], dtype=torch.float64, device=prob.device)
     noise = score.residual_variance(prob.A @ res.V, prob.B[:, cols], res.V, variances).cpu().numpy()
-    ratio = float(noise.max() / noise.min())
+    noise = noise[prob.variances[cols] > 0]  # a constant gene has no noise to compare
+    ratio = float(noise.max() / noise.min()) if noise.size else math.inf
     run.info["core_noise_variance_ratio"] = ratio
     if not ratio <= EQUAL_NOISE_RATIO:
         log.info(
@@ -139,10 +151,14 @@ def order_refit(run: Run, core: Core) -> None:
     # on standardised genes every variance is 1 and the least-residual order's first
     # choices are ties broken by rounding: it carries no information there
     if core.rows.size <= LEAST_RESIDUAL_MAX and not prob.s.standardize:
-        orders["least_residual"] = least_residual_order(_core_covariance(prob, core), _core_required(core))
+        orders["least_residual"] = run.cache.get("least_residual_order")
+        if orders["least_residual"] is None:
+            orders["least_residual"] = least_residual_order(_core_covariance(prob, core), _core_required(core))
     best, scores, iterations = None, {}, 0
     for name, order in orders.items():
-        res, value = _refit_in_order(run, core, order)
+        # the least-residual fit, when least_residual_core made it, is the same convex lasso
+        cached = run.cache.get("least_residual_fit") if name == "least_residual" else None
+        res, value = cached or _refit_in_order(run, core, order)
         scores[name], iterations = value, iterations + res.iterations
         if best is None or value < scores[best[0]]:
             best = (name, res)

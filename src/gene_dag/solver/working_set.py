@@ -54,7 +54,8 @@ FEATURE_SIGN_MAX = 256
 #: Violators a working set gains at least per round (while it has that many).
 MIN_GROW = 8
 #: Columns whose support and violators exceed this many times the working-set cap go to
-#: FISTA in the round that sees it.
+#: FISTA in the round that sees it (float32 statistics; in float64, ill-conditioned by
+#: construction, FISTA crawls, and working sets that grow first cost less).
 DENSE_VIOLATORS = 4
 
 
@@ -155,7 +156,9 @@ def working_set_lasso(
         if not todo.numel():
             break
         support = V[:, todo] != 0
-        n_ws, keep = _working_set_sizes(support, viol, cap)
+        # ill-conditioned (float64) statistics make FISTA crawl: there columns reach it
+        # only once their working sets have grown past the cap
+        n_ws, keep = _working_set_sizes(support, viol, cap, early_dense=A.dtype != torch.float64)
         dense_cols.append(todo[~keep])
         todo, support, viol, n_ws, worst = todo[keep], support[:, keep], viol[:, keep], n_ws[keep], worst[keep]
         if not todo.numel():
@@ -179,18 +182,23 @@ def working_set_lasso(
     return LassoResult(V, rounds, converged, float(residual.max()) if c else 0.0)
 
 
-def _working_set_sizes(support: torch.Tensor, viol: torch.Tensor, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _working_set_sizes(
+    support: torch.Tensor, viol: torch.Tensor, cap: int, *, early_dense: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each column's next working-set size, and whether it stays with the working sets (else FISTA).
 
     The working set is the support plus as many violators as it has (at least
-    ``MIN_GROW``). A column with far more violators than any working set may hold is
-    dense: it goes to FISTA at once, not after the rounds its working set would take to
-    grow there.
+    ``MIN_GROW``). With ``early_dense``, a column with far more violators than any
+    working set may hold is dense: it goes to FISTA at once, not after the rounds its
+    working set would take to grow there.
     """
     n_support = support.sum(dim=0)
     n_violating = ((viol > 0) & ~support).sum(dim=0)
     n_ws = n_support + torch.minimum(n_violating, n_support.clamp_min(MIN_GROW))
-    return n_ws, (n_ws <= cap) & (n_support + n_violating <= DENSE_VIOLATORS * cap)
+    keep = n_ws <= cap
+    if early_dense:
+        keep &= n_support + n_violating <= DENSE_VIOLATORS * cap
+    return n_ws, keep
 
 
 @dataclass

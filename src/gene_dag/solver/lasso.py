@@ -53,6 +53,8 @@ class LassoResult:
     iterations: int
     converged: bool
     max_residual: float
+    #: each column's residual variance at V (float64), where :func:`lasso_columns` computed it
+    residual_variance: torch.Tensor | None = None
 
 
 #: Elements of one FISTA block (k × columns): its half-dozen live tensors then stay in the
@@ -115,8 +117,8 @@ def batched_lasso(
     return LassoResult(V, iterations, converged, float(residual.max()) if c else 0.0)
 
 
-def _columns(x: torch.Tensor | None, cols: slice) -> torch.Tensor | None:
-    """Return the block ``cols`` of a k × c tensor (a broadcast k × 1 or scalar one as it is)."""
+def _columns(x: torch.Tensor | None, cols: slice | torch.Tensor) -> torch.Tensor | None:
+    """Return the columns ``cols`` of a k × c tensor (a broadcast k × 1 or scalar one as it is)."""
     if x is None or x.dim() == 0 or x.shape[-1] == 1:
         return x
     return x[cols] if x.dim() == 1 else x[:, cols]
@@ -166,16 +168,12 @@ def _fista_block(
             if bool(done.any()):
                 keep = ~done
                 work, tol_w, t = work[keep], tol_w[keep], t[keep]
-                B_L, lo, hi = (_kept(x, keep) for x in (B_L, lo, hi))
+                B_L, lo, hi = (_columns(x, keep) for x in (B_L, lo, hi))
                 Vw, Y = Vw[:, keep], Y[:, keep]
             if deadline is not None and time.monotonic() > deadline:
                 break
     V[:, work] = Vw
     return it, work.numel() == 0
-
-
-def _kept(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    return x if x.shape[-1] == 1 else x[:, keep]
 
 
 #: Solves of one batch at most: the first at the tolerance relative to each target's sd,
@@ -227,7 +225,8 @@ def lasso_columns(
         # The tolerance is relative to the target's sd; a target its regulators almost
         # determine has a residual sd far below it, and the weights the solve leaves
         # inexact would be judged against that residual: tighten and solve again.
-        residual_sd = torch.sqrt(score.residual_variance(prob.A @ res.V, args[1], res.V, variances))
+        res.residual_variance = score.residual_variance(prob.A @ res.V, args[1], res.V, variances)
+        residual_sd = torch.sqrt(res.residual_variance)
         tighter = torch.maximum(
             prob.s.tuning.lasso_tol * residual_sd, RESIDUAL_TOL_FLOOR[dtype] * torch.sqrt(variances)
         )

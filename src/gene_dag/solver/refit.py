@@ -77,9 +77,7 @@ def least_residual_core(run: Run, core: Core) -> str:
         return "timed_out"
     run.cache["least_residual_fit"] = (res, value)
     cols = prob.R[core.rows]
-    variances = torch.as_tensor(prob.variances[cols], dtype=torch.float64, device=prob.device)
-    noise = score.residual_variance(prob.A @ res.V, prob.B[:, cols], res.V, variances).cpu().numpy()
-    noise = noise[prob.variances[cols] > 0]  # a constant gene has no noise to compare
+    noise = res.residual_variance.cpu().numpy()[prob.variances[cols] > 0]  # a constant gene has no noise
     ratio = float(noise.max() / noise.min()) if noise.size else math.inf
     run.info["core_noise_variance_ratio"] = ratio
     if not ratio <= EQUAL_NOISE_RATIO:

@@ -7,20 +7,20 @@ import torch
 
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
-from gene_dag.solver import lasso
+from gene_dag.solver import lasso, score
 from gene_dag.solver.api import fit
 from gene_dag.solver.lasso import batched_lasso
 from gene_dag.solver.penalty import prox_bounds, prox_l1_masked
 from gene_dag.solver.working_set import working_set_lasso
 
 
-def _problem(k: int = 60, c: int = 400, n: int = 300, seed: int = 0):
+def _problem(k: int = 60, c: int = 400, n: int = 300, seed: int = 0, density: float = 0.04):
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(n, k, generator=gen, dtype=torch.float64)
     X[:, 1:] += 0.6 * X[:, :-1]  # correlated regulators, as co-expressed TFs are
     X = (X - X.mean(0)) / X.std(0)
     A = X.T @ X / n
-    truth = (torch.rand(k, c, generator=gen, dtype=torch.float64) < 0.04) * torch.randn(
+    truth = (torch.rand(k, c, generator=gen, dtype=torch.float64) < density) * torch.randn(
         k, c, generator=gen, dtype=torch.float64
     )
     Y = X @ truth + torch.randn(n, c, generator=gen, dtype=torch.float64)
@@ -65,6 +65,20 @@ def test_working_set_reaches_the_lasso_optimum(signed):
     # it is sparse, and its support is the reference's (up to coefficients at the tolerance)
     differ = ((ws.V != 0) != (ref.V != 0)).sum()
     assert int(differ) <= 0.01 * int((ref.V != 0).sum())
+
+
+def test_sparse_weights_take_the_sparse_product_to_the_same_optimum():
+    # k = 400 regulators and a few parents per target: the gradients go through a sparse V
+    A, B, allowed, _ = _problem(k=400, c=300, n=800, density=0.004)
+    pen = torch.full((A.shape[0], 1), 0.2)
+    ws = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-5)
+    assert ws.converged
+    assert A.shape[0] >= score.SPARSE_PRODUCT_MIN_K
+    assert float((ws.V != 0).float().mean()) <= score.SPARSE_PRODUCT_DENSITY
+    assert _kkt(A, B, ws.V, pen, allowed, None) < 5e-5
+    assert torch.allclose(score.product(A, ws.V), A @ ws.V, atol=1e-5)
+    dense = torch.randn(A.shape[0], 5)  # a dense V takes the dense product
+    assert torch.equal(score.product(A, dense), A @ dense)
 
 
 def test_dense_columns_go_to_fista_and_still_converge():

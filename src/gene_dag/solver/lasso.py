@@ -225,7 +225,7 @@ def lasso_columns(
         # The tolerance is relative to the target's sd; a target its regulators almost
         # determine has a residual sd far below it, and the weights the solve leaves
         # inexact would be judged against that residual: tighten and solve again.
-        res.residual_variance = score.residual_variance(prob.A @ res.V, args[1], res.V, variances)
+        res.residual_variance = score.residual_variance(score.product(prob.A, res.V), args[1], res.V, variances)
         residual_sd = torch.sqrt(res.residual_variance)
         tighter = torch.maximum(
             prob.s.tuning.lasso_tol * residual_sd, RESIDUAL_TOL_FLOOR[dtype] * torch.sqrt(variances)

@@ -262,7 +262,7 @@ def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, ordered: np.nd
         res = lasso_columns(prob, cols, work, start, deadline=run.deadline)
         V[:, cols] = res.V
         B = prob.B[:, cols]
-        AV = prob.A @ res.V
+        AV = score.product(prob.A, res.V)
         # the noise of a gradient entry is the target's residual sd over sqrt(n) (the
         # regulators have unit variance here), not its total sd: a gene its parents almost
         # determine has a large total and a small residual variance

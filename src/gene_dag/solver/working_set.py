@@ -40,7 +40,7 @@ import torch
 from gene_dag.solver import score
 from gene_dag.solver.feature_sign import feature_sign_column
 from gene_dag.solver.lasso import LassoResult, batched_lasso
-from gene_dag.solver.penalty import prox_l1_masked
+from gene_dag.solver.penalty import prox_bounds
 from gene_dag.solver.threads import threads_for
 
 log = logging.getLogger(__name__)
@@ -366,11 +366,16 @@ def _coordinate_descent(
     ok = mask[idx, col] * valid
     # the diagonal is 1 on a correlation matrix; dividing keeps any PSD A exact
     dg = torch.where(valid > 0, torch.diagonal(A_s, dim1=1, dim2=2), torch.ones_like(valid)).clamp_min(1e-12)
+    # coordinate i's exact minimiser is (bᵢ − Σ_{j≠i} Aᵢⱼ vⱼ) / Aᵢᵢ, soft-thresholded at tᵢ / Aᵢᵢ:
+    # rows scaled by 1 / Aᵢᵢ with a zero diagonal make it one dot product and one clamp
+    A_off = A_s / dg[:, :, None]
+    A_off.diagonal(dim1=1, dim2=2).zero_()
+    lo, hi = prox_bounds(pen[idx, col] / dg, ok, None if sign is None else sign[idx, col])
     state = {
-        "A": A_s,
-        "b": B[idx, col] * valid,
-        "inv_dg": 1.0 / dg,
-        "t_dg": pen[idx, col] / dg,
+        "A_off": A_off,
+        "b_dg": B[idx, col] * valid / dg,
+        "lo": lo,
+        "hi": hi,
         "dg": dg,
         "ok": ok,
         "v": V[idx, col] * ok,
@@ -378,8 +383,6 @@ def _coordinate_descent(
         "idx": idx,
         "col": col,
     }
-    if sign is not None:
-        state["sign"] = sign[idx, col]
     V[:, cols] = 0.0
     slot = torch.arange(m, device=V.device)
     full = True
@@ -387,8 +390,8 @@ def _coordinate_descent(
         for _ in range(max_sweeps):
             v = state["v"]
             live_slots = slot[(v != 0).any(dim=0)]
-            hi = m if full else (int(live_slots.max()) + 1 if live_slots.numel() else 0)
-            biggest = _sweep(state, hi)
+            last = m if full else (int(live_slots.max()) + 1 if live_slots.numel() else 0)
+            biggest = _sweep(state, last)
             settled = biggest <= state["tol"]
             if full and bool(settled.any()):
                 _write_back(V, state, settled)
@@ -400,18 +403,20 @@ def _coordinate_descent(
     _write_back(V, state, torch.ones_like(state["tol"], dtype=torch.bool))
 
 
-def _sweep(state: dict, hi: int) -> torch.Tensor:
-    """One cyclic pass over slots 0..hi-1 of every column; return each column's largest step."""
-    A_s, b, v, ok = state["A"], state["b"], state["v"], state["ok"]
-    inv_dg, t_dg, dg, sg = state["inv_dg"], state["t_dg"], state["dg"], state.get("sign")
-    biggest = torch.zeros_like(state["tol"])
-    for i in range(hi):
-        g = (A_s[:, i, :] * v).sum(dim=1) - b[:, i]
-        z = v[:, i] - g * inv_dg[:, i]  # the exact minimiser along coordinate i
-        new = prox_l1_masked(z, t_dg[:, i], ok[:, i], None if sg is None else sg[:, i])
-        biggest = torch.maximum(biggest, (new - v[:, i]).abs() * dg[:, i])
-        v[:, i] = new
-    return biggest
+def _sweep(state: dict, last: int) -> torch.Tensor:
+    """One cyclic pass over slots 0..last-1 of every column; return each column's largest step.
+
+    The step of a coordinate is its change times Aᵢᵢ (in B's units); a sweep updates each
+    slot once, so the largest step is read off the whole sweep's change.
+    """
+    A_off, b_dg, v, lo, hi = state["A_off"], state["b_dg"], state["v"], state["lo"], state["hi"]
+    before = v[:, :last].clone()
+    for i in range(last):
+        z = b_dg[:, i] - torch.linalg.vecdot(A_off[:, i, :], v)
+        v[:, i] = z - z.clamp(lo[:, i], hi[:, i])  # the prox (penalty.prox_bounds)
+    if not last:
+        return torch.zeros_like(state["tol"])
+    return ((v[:, :last] - before).abs() * state["dg"][:, :last]).amax(dim=1)
 
 
 def _write_back(V: torch.Tensor, state: dict, rows: torch.Tensor) -> None:

@@ -81,6 +81,20 @@ def test_sparse_weights_take_the_sparse_product_to_the_same_optimum():
     assert torch.equal(score.product(A, dense), A @ dense)
 
 
+def test_settled_columns_are_solved_exactly_on_their_support():
+    # at a loose tolerance coordinate descent stops early; the polish then solves each
+    # column's support exactly (to float32 rounding), where the sweeps alone leave errors
+    # up to the tolerance
+    A, B, allowed, _ = _problem()
+    pen = torch.full((A.shape[0], 1), 0.05)
+    ws = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-3)
+    assert ws.converged
+    G = A.double() @ ws.V.double() - B.double()
+    on_support = ((G + pen.double() * torch.sign(ws.V.double())).abs() * (ws.V != 0)).amax(dim=0)
+    assert float((on_support <= 1e-6).double().mean()) >= 0.9
+    assert _kkt(A, B, ws.V, pen, allowed, None) < 1e-3
+
+
 def test_dense_columns_go_to_fista_and_still_converge():
     A, B, allowed, _ = _problem(seed=1)
     pen = torch.full((A.shape[0], 1), 0.005)  # a small λ: dense solutions

@@ -394,13 +394,46 @@ def _coordinate_descent(
             biggest = _sweep(state, last)
             settled = biggest <= state["tol"]
             if full and bool(settled.any()):
+                _polish(state, settled)
                 _write_back(V, state, settled)
                 if bool(settled.all()):
                     return
                 state = {key: x[~settled] for key, x in state.items()}
                 settled = settled[~settled]
             full = bool(settled.all())
-    _write_back(V, state, torch.ones_like(state["tol"], dtype=torch.bool))
+    everything = torch.ones_like(state["tol"], dtype=torch.bool)
+    _polish(state, everything)
+    _write_back(V, state, everything)
+
+
+def _polish(state: dict, rows: torch.Tensor) -> None:
+    """Solve each column of the batch ``rows`` exactly on its support, keeping its signs.
+
+    Where coordinate descent stopped, the support and signs are usually final, and the
+    optimum on them is one linear system, A_SS v_S = b_S − t_S sign(v_S). Genes nearly
+    determined by others make A_SS ill-conditioned; there coordinate descent crawls
+    (each sweep shrinks the error by about the squared correlation) while the system is
+    solved in one step. The solution is taken (in float64) only where every sign holds,
+    so it is the exact minimiser on that face and never worse than the sweeps' result.
+    """
+    live = (state["v"][rows] != 0).any(dim=0)  # the slots any support uses (the first ones, mostly)
+    if not bool(live.any()):
+        return
+    v = state["v"][rows][:, live].double()
+    on = v != 0
+    onf = on.double()
+    M = state["A_off"][rows][:, live][:, :, live].double() * (onf[:, :, None] * onf[:, None, :])
+    M = M + torch.diag_embed(torch.ones_like(v))  # Aᵢᵢ / Aᵢᵢ on the support, the identity off it
+    bound = torch.where(v > 0, state["hi"][rows][:, live], state["lo"][rows][:, live]).double()
+    rhs = torch.where(on, state["b_dg"][rows][:, live].double() - bound, 0.0)
+    factor, info = torch.linalg.cholesky_ex(M)  # A_SS is positive definite unless singular
+    sol = torch.cholesky_solve(rhs[:, :, None], factor)[:, :, 0]
+    good = (info == 0) & torch.isfinite(sol).all(dim=1) & (~on | (torch.sign(sol) == torch.sign(v))).all(dim=1)
+    if bool(good.any()):
+        which = torch.nonzero(rows).flatten()[good]
+        polished = torch.zeros_like(state["v"][which])
+        polished[:, live] = sol[good].to(polished.dtype)
+        state["v"][which] = polished
 
 
 def _sweep(state: dict, last: int) -> torch.Tensor:

@@ -20,8 +20,9 @@ from gene_dag.prior import build_mask
 from gene_dag.simulate import simulate_graph, simulate_sem, simulate_weights
 from gene_dag.solver.api import fit
 from gene_dag.solver.feature_sign import feature_sign_column
-from gene_dag.solver.ordering import least_residual_order
+from gene_dag.solver.ordering import least_residual_order, ordered_residuals, screened_ordered_residuals
 from gene_dag.solver.problem import Problem
+from gene_dag.solver.refit import spread
 from gene_dag.solver.settings import settings_from
 
 
@@ -74,6 +75,42 @@ def test_least_residual_order_follows_a_raw_equal_variance_sem():
     pos = np.empty(40, dtype=int)
     pos[forced] = np.arange(40)
     assert pos[j] < pos[i]
+
+
+def test_screened_order_is_the_dense_one_on_every_candidate_and_causal_with_fewer_cells_than_genes():
+    B, X = raw_sem(40, 4, seed=3)
+    C = covariance(X)
+    block = lambda rows, cols: C[np.ix_(rows, cols)]  # noqa: E731
+    order, pivots = ordered_residuals(C)
+    screened, screened_pivots = screened_ordered_residuals(block, np.ones((40, 40), dtype=bool))
+    np.testing.assert_array_equal(order, screened)
+    np.testing.assert_allclose(pivots, screened_pivots, rtol=1e-9, atol=1e-9)
+    # 300 genes, 200 cells: given every gene before it a late gene's residual collapses
+    # to 0 and the dense order fails; given its candidates (parents, children and
+    # co-parents, as a screen with full recall keeps) the order is causal
+    B, X = raw_sem(300, 2, seed=5, n=200)
+    C = covariance(X)
+    true = B.toarray() != 0
+    moral = true | true.T | ((true.astype(int) @ true.T.astype(int)) > 0)
+    coo = B.tocoo()
+    for candidates, backward in ((None, lambda n: n > 10), (moral, lambda n: n == 0)):
+        if candidates is None:
+            order, pivots = ordered_residuals(C)
+        else:
+            order, pivots = screened_ordered_residuals(lambda r, c: C[np.ix_(r, c)], sp.csr_matrix(candidates))
+        rank = np.empty(300, dtype=int)
+        rank[order] = np.arange(300)
+        assert backward(int((rank[coo.row] > rank[coo.col]).sum()))
+    assert spread(pivots, screened=False) < 2.0  # the noise variances, all 1 here
+
+
+def test_spread_after_a_screen_leaves_out_the_genes_whose_parents_it_missed():
+    noise = np.r_[np.linspace(0.95, 1.05, 992), np.full(8, 40.0)]  # under 1 % with a hidden parent
+    assert spread(noise, screened=False) > 30
+    assert spread(noise, screened=True) < 1.2
+    unequal = np.random.default_rng(0).uniform(0.3, 3.0, 1000) ** 2  # noise sd 0.3-3: not the model
+    assert spread(unequal, screened=True) > 10
+    assert spread(np.r_[noise, 0.0], screened=False) == np.inf
 
 
 def test_precision_is_float64_only_where_float32_cannot_resolve_the_residuals():

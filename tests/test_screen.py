@@ -113,3 +113,15 @@ def test_the_completion_judges_missed_parents_against_the_residual_noise():
     m = count_accuracy(truth, res.adjacency)
     # judged against the total sd: TPR 0.645, SHD 286 of 332 true edges
     assert m["tpr"] >= 0.85 and m["shd"] <= 0.5 * truth.nnz
+
+
+def test_a_screened_raw_core_is_solved_in_its_least_residual_order():
+    # each gene's residual is taken given its candidate parents (ordering.py): the order
+    # then needs no central path on a screened core, whatever its size
+    adata = simulate_adata(150, 1000, graph_type="er", seed=1)
+    truth = adata.varp["true_dag"]
+    res = fit(adata, standardize=False, tuning={"screen": "on"}, return_result=True)
+    run = res.info["run"]
+    assert run["screened"] and run["core_order"] == "least_residual"
+    assert run["core_noise_variance_ratio"] <= 1.5
+    assert count_accuracy(truth, res.adjacency)["shd"] <= 0.01 * truth.nnz

@@ -25,7 +25,7 @@ import torch
 from gene_dag.graph import topological_order
 from gene_dag.solver import score
 from gene_dag.solver.lasso import lasso_columns
-from gene_dag.solver.ordering import LEAST_RESIDUAL_MAX, least_residual_order, ordered_residuals
+from gene_dag.solver.ordering import LEAST_RESIDUAL_MAX, ordered_residuals, screened_ordered_residuals
 from gene_dag.solver.penalty import l1_value
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import required_gene_matrix, to_gene_matrix
@@ -46,6 +46,8 @@ EQUAL_NOISE_RATIO = 1.5
 #: rule the model out before any fit: genes determined by the ones before them (fewer
 #: cells than genes) or noise variances of different orders of magnitude.
 ORDER_RESIDUAL_RATIO = 1e3
+#: After a screen, the share of genes at either end left out of those two ratios.
+SCREENED_TRIM = 0.01
 
 
 def least_residual_core(run: Run, core: Core) -> str:
@@ -56,19 +58,21 @@ def least_residual_core(run: Run, core: Core) -> str:
     optimum is the lasso in it, so the central path, a search for the same order by
     continuous optimisation, has nothing to add. Whether the data fit the model is
     checked on the fit itself: the residual variances of the core genes in that order
-    must agree within ``EQUAL_NOISE_RATIO``. Returns ``"solved"`` when the core was
+    must agree within ``EQUAL_NOISE_RATIO`` (after a screen, all but the ``SCREENED_TRIM``
+    most extreme at each end: see :func:`spread`). Returns ``"solved"`` when the core was
     solved so; ``"timed_out"`` when the time limit stopped the fit (the weights are
     untouched, and a resumed run tries again); ``"declined"`` (weights untouched) when
     the check fails, the data are standardised, the core is too large to order, or
     ``Tuning.core_order`` asks for the central path.
     """
     prob, V = run.prob, run.V
-    if prob.s.standardize or prob.s.tuning.core_order != "auto" or core.rows.size > LEAST_RESIDUAL_MAX:
+    if prob.s.standardize or prob.s.tuning.core_order != "auto" or not _orderable(prob, core):
         return "declined"
-    order, pivots = ordered_residuals(_core_covariance(prob, core), _core_required(core))
+    order, pivots = _core_order(prob, core)
     run.cache["least_residual_order"] = order
+    screened = prob.mask.candidates is not None
     live = pivots[prob.variances[prob.R[core.rows[order]]] > 0]
-    if not (live.size and live.max() <= ORDER_RESIDUAL_RATIO * live.min()):
+    if not spread(live, screened=screened) <= ORDER_RESIDUAL_RATIO:
         run.info["core_noise_variance_ratio"] = math.inf
         log.info("core: residuals of the least-residual order differ over %.0fx: central path", ORDER_RESIDUAL_RATIO)
         return "declined"
@@ -78,7 +82,7 @@ def least_residual_core(run: Run, core: Core) -> str:
     run.cache["least_residual_fit"] = (res, value)
     cols = prob.R[core.rows]
     noise = res.residual_variance.cpu().numpy()[prob.variances[cols] > 0]  # a constant gene has no noise
-    ratio = float(noise.max() / noise.min()) if noise.size else math.inf
+    ratio = spread(noise, screened=screened)
     run.info["core_noise_variance_ratio"] = ratio
     if not ratio <= EQUAL_NOISE_RATIO:
         log.info(
@@ -97,6 +101,22 @@ def least_residual_core(run: Run, core: Core) -> str:
     )
     log.info("core: least-residual order, noise variances equal within %.3gx: no central path needed", ratio)
     return "solved"
+
+
+def spread(variances: np.ndarray, *, screened: bool) -> float:
+    """Largest over smallest of the core's residual or noise variances (inf for none or a zero).
+
+    After a candidate screen the genes whose parents it missed have inflated residuals,
+    a failure of the screen rather than of the model: the ratio is then taken between
+    the ``SCREENED_TRIM`` and 1 − ``SCREENED_TRIM`` quantiles, and the completion finds
+    those parents later.
+    """
+    if not variances.size:
+        return math.inf
+    low, high = (
+        np.quantile(variances, [SCREENED_TRIM, 1.0 - SCREENED_TRIM]) if screened else (variances.min(), variances.max())
+    )
+    return float(high / low) if low > 0 else math.inf
 
 
 def core_dag(prob: Problem, V: torch.Tensor, core_rows: np.ndarray) -> sp.csr_matrix:
@@ -148,10 +168,10 @@ def order_refit(run: Run, core: Core) -> None:
     orders = {"constrained": topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows])}
     # on standardised genes every variance is 1 and the least-residual order's first
     # choices are ties broken by rounding: it carries no information there
-    if core.rows.size <= LEAST_RESIDUAL_MAX and not prob.s.standardize:
+    if _orderable(prob, core) and not prob.s.standardize:
         orders["least_residual"] = run.cache.get("least_residual_order")
         if orders["least_residual"] is None:
-            orders["least_residual"] = least_residual_order(_core_covariance(prob, core), _core_required(core))
+            orders["least_residual"] = _core_order(prob, core)[0]
     best, scores, iterations = None, {}, 0
     for name, order in orders.items():
         # the least-residual fit, when least_residual_core made it, is the same convex lasso
@@ -181,6 +201,31 @@ def _refit_in_order(run: Run, core: Core, order: np.ndarray):
     fit, _ = score.value_and_gradient(prob.A.double(), prob.B[:, core_cols].double(), res.V.double())
     pen = torch.as_tensor(np.broadcast_to(prob.penalty(core_cols), allowed.shape).copy(), device=prob.device)
     return res, float(fit) + float(l1_value(res.V.double(), pen))
+
+
+def _orderable(prob: Problem, core: Core) -> bool:
+    """Whether the core's least-residual order is computed: any size after a screen, else up to LEAST_RESIDUAL_MAX."""
+    return prob.mask.candidates is not None or core.rows.size <= LEAST_RESIDUAL_MAX
+
+
+def _core_order(prob: Problem, core: Core) -> tuple[np.ndarray, np.ndarray]:
+    """Return the core's least-residual order and residual variances (ordering.py).
+
+    After a candidate screen each gene is conditioned on its placed candidates only:
+    with about as many cells as genes, conditioning on every earlier gene would drive
+    the late residuals to 0.
+    """
+    if prob.mask.candidates is None:
+        return ordered_residuals(_core_covariance(prob, core), _core_required(core))
+    q = core.rows.size
+    candidates = core.allowed[core.rows[:, None], np.arange(q)[None, :]]
+
+    def block(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        r, c = core.rows[rows], core.rows[cols]
+        A = prob.A[torch.as_tensor(r)[:, None], torch.as_tensor(c)[None, :]].double().cpu().numpy()
+        return A * prob.sigma[r][:, None] * prob.sigma[c][None, :]
+
+    return screened_ordered_residuals(block, candidates, _core_required(core))
 
 
 def _core_covariance(prob: Problem, core: Core) -> np.ndarray:

@@ -83,8 +83,10 @@ class Tuning:
         lasso): more true edges kept, and more candidates per gene.
     core_order
         How the cycle core finds its causal order. ``"auto"``: on raw data, first the
-        least-residual order (:func:`gene_dag.solver.ordering.least_residual_order`), kept
-        without the central path when the noise variances it leaves are equal within
+        least-residual order (:func:`gene_dag.solver.ordering.least_residual_order`; after a
+        candidate screen, each gene given its candidate parents only,
+        :func:`gene_dag.solver.ordering.screened_ordered_residuals`), kept without the
+        central path when the noise variances it leaves are equal within
         ``EQUAL_NOISE_RATIO`` (the model the raw score assumes, under which that order is
         consistent); otherwise, and on standardised data, the central path.
         ``"central_path"``: always the central path.

@@ -6,13 +6,16 @@ The same problem as :func:`gene_dag.solver.lasso.batched_lasso`, for every targe
 
 solved the way glmnet, celer and skglm solve a lasso whose solution is sparse:
 
-1. one dense product G = A V − B per outer round (at the hardware's GEMM rate) gives every
-   coefficient's optimality (KKT) violation;
+1. one product G = A V − B per outer round gives every coefficient's optimality (KKT)
+   violation (:func:`gene_dag.solver.score.product`: dense at the hardware's GEMM rate,
+   or through a sparse V, whose few nonzeros make it far cheaper at large k);
 2. each column's working set is its support plus its worst violators (at most as many as
    the support, at least ``MIN_GROW``), so it doubles while the support is growing;
 3. the small problems on the working sets (A restricted to them, gathered into a batch of
    m × m matrices) are solved together by cyclic coordinate descent, vectorised over the
-   columns; each coordinate step is one exact soft-threshold.
+   columns; each coordinate step is one exact soft-threshold. A column whose sweeps have
+   settled is then solved exactly on its support with its signs (one small Cholesky
+   solve), which is where coordinate descent on nearly collinear parents would crawl.
 
 A column stops when no coefficient violates its optimality conditions by more than its
 tolerance (in the units of B), which bounds the distance to the optimum as the FISTA

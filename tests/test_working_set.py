@@ -95,6 +95,18 @@ def test_settled_columns_are_solved_exactly_on_their_support():
     assert _kkt(A, B, ws.V, pen, allowed, None) < 1e-3
 
 
+def test_the_polish_solves_a_gram_matrix_without_a_unit_diagonal():
+    # a covariance (not a correlation) matrix: the sweeps scale rows by 1 / Aᵢᵢ, and the
+    # exact solve on the support must undo that to stay symmetric
+    A, B, allowed, _ = _problem()
+    scale = torch.linspace(0.5, 3.0, A.shape[0])
+    A, B = A * scale[:, None] * scale[None, :], B * scale[:, None]
+    pen = torch.full((A.shape[0], 1), 0.05) * scale[:, None]
+    ws = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-4)
+    assert ws.converged
+    assert _kkt(A, B, ws.V, pen, allowed, None) < 2e-4
+
+
 def test_dense_columns_go_to_fista_and_still_converge():
     A, B, allowed, _ = _problem(seed=1)
     pen = torch.full((A.shape[0], 1), 0.005)  # a small λ: dense solutions

@@ -425,10 +425,13 @@ def _polish(state: dict, rows: torch.Tensor) -> None:
     v = state["v"][rows][:, live].double()
     on = v != 0
     onf = on.double()
-    M = state["A_off"][rows][:, live][:, :, live].double() * (onf[:, :, None] * onf[:, None, :])
-    M = M + torch.diag_embed(torch.ones_like(v))  # Aᵢᵢ / Aᵢᵢ on the support, the identity off it
+    dg = state["dg"][rows][:, live].double()
+    # back from rows scaled by 1 / Aᵢᵢ to the symmetric A_SS (Cholesky reads one triangle)
+    eye = torch.diag_embed(torch.ones_like(v))
+    A_ss = (state["A_off"][rows][:, live][:, :, live].double() + eye) * dg[:, :, None]
+    M = A_ss * (onf[:, :, None] * onf[:, None, :]) + torch.diag_embed(1.0 - onf)  # the identity off the support
     bound = torch.where(v > 0, state["hi"][rows][:, live], state["lo"][rows][:, live]).double()
-    rhs = torch.where(on, state["b_dg"][rows][:, live].double() - bound, 0.0)
+    rhs = torch.where(on, dg * (state["b_dg"][rows][:, live].double() - bound), 0.0)
     factor, info = torch.linalg.cholesky_ex(M)  # A_SS is positive definite unless singular
     sol = torch.cholesky_solve(rhs[:, :, None], factor)[:, :, 0]
     good = (info == 0) & torch.isfinite(sol).all(dim=1) & (~on | (torch.sign(sol) == torch.sign(v))).all(dim=1)

@@ -301,28 +301,21 @@ def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, ordered: np.nd
     """Run the completion's rounds on one block of columns: solve, check the excluded edges, add violators."""
     prob, V = run.prob, run.V
     full = prob.allowed(cols, screened=False) & ordered
-    variances = torch.as_tensor(prob.variances[cols], dtype=torch.float64, device=V.device)
     for _ in range(COMPLETION_ROUNDS):
         start = V[:, cols] * torch.as_tensor(work, dtype=V.dtype, device=V.device)
         res = lasso_columns(prob, cols, work, start, deadline=run.deadline)
         V[:, cols] = res.V
-        B = prob.B[:, cols]
-        AV = score.product(prob.A, res.V)
         # the noise of a gradient entry is the target's residual sd over sqrt(n) (the
         # regulators have unit variance here), not its total sd: a gene its parents almost
-        # determine has a large total and a small residual variance
-        grad, tau = AV - B, margin * _residual_sd(AV, B, res.V, variances)
+        # determine has a large total and a small residual variance (lasso_columns has it)
+        grad = score.gradient(prob.A, prob.B[:, cols], res.V)
+        tau = margin * torch.sqrt(res.residual_variance).to(res.V.dtype)
         strong = (grad.abs() > tau[None, :]).cpu().numpy()
         violators = strong & full & ~work
         if not violators.any():
             break
         work = work | violators
     return res
-
-
-def _residual_sd(AV: torch.Tensor, B: torch.Tensor, V: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
-    """Each column's residual standard deviation at V (score.residual_variance), in V's dtype."""
-    return torch.sqrt(score.residual_variance(AV, B, V, variances)).to(V.dtype)
 
 
 def refine_core(run: Run, core: Core) -> None:

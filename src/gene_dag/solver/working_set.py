@@ -448,13 +448,13 @@ def _sweep(state: dict, last: int) -> torch.Tensor:
     The step of a coordinate is its change times Aᵢᵢ (in B's units); a sweep updates each
     slot once, so the largest step is read off the whole sweep's change.
     """
+    if not last:
+        return torch.zeros_like(state["tol"])
     A_off, b_dg, v, lo, hi = state["A_off"], state["b_dg"], state["v"], state["lo"], state["hi"]
     before = v[:, :last].clone()
     for i in range(last):
         z = b_dg[:, i] - torch.linalg.vecdot(A_off[:, i, :], v)
         v[:, i] = z - z.clamp(lo[:, i], hi[:, i])  # the prox (penalty.prox_bounds)
-    if not last:
-        return torch.zeros_like(state["tol"])
     return ((v[:, :last] - before).abs() * state["dg"][:, :last]).amax(dim=1)
 
 

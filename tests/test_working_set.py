@@ -7,7 +7,7 @@ import torch
 
 from gene_dag.metrics import count_accuracy
 from gene_dag.simulate import simulate_adata
-from gene_dag.solver import lasso, score
+from gene_dag.solver import lasso, score, working_set
 from gene_dag.solver.api import fit
 from gene_dag.solver.lasso import batched_lasso
 from gene_dag.solver.penalty import prox_bounds, prox_l1_masked
@@ -181,3 +181,39 @@ def test_a_column_with_far_more_violators_than_a_working_set_goes_to_fista_in_th
     res = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-5, max_working_set=8)
     assert res.iterations == 1  # one round: every column was seen to be dense at once
     assert res.converged and _kkt(A, B, res.V, pen, allowed, None) < 5e-5
+
+
+def test_only_columns_with_nearly_collinear_allowed_parents_go_to_feature_sign():
+    """In float64 the exact solver is chosen per column, from its allowed parents' conditioning."""
+    gen = torch.Generator().manual_seed(4)
+    n, k, c = 400, 30, 40
+    X = torch.randn(n, k, generator=gen, dtype=torch.float64)
+    X[:, 2] = X[:, 0] + X[:, 1] + 1e-3 * torch.randn(n, generator=gen, dtype=torch.float64)  # nearly determined
+    X = (X - X.mean(0)) / X.std(0)
+    A = X.T @ X / n
+    Y = X[:, :6] @ torch.randn(6, c, generator=gen, dtype=torch.float64) + torch.randn(
+        n, c, generator=gen, dtype=torch.float64
+    )
+    B = X.T @ Y / n
+    allowed = torch.zeros(k, c, dtype=torch.float64)
+    allowed[3:10, :] = 1.0  # well-conditioned parents for every column ...
+    allowed[:3, :20] = 1.0  # ... and the collinear triple for the first 20
+    fractions = working_set.allowed_residual_fraction(A, allowed)
+    for j in (0, 25):
+        S = torch.nonzero(allowed[:, j]).flatten()
+        expected = 1.0 / torch.linalg.inv(A[S][:, S]).diagonal().max()
+        assert float(fractions[j]) == pytest.approx(float(expected), rel=1e-9)
+    assert bool((fractions[:20] < working_set.FEATURE_SIGN_FRACTION).all())
+    assert bool((fractions[20:] > 0.1).all())
+
+    pen = torch.full((k, 1), 0.02, dtype=torch.float64)
+    problem = working_set._Columns.of(A, B, pen, allowed, None)
+    V, residual = torch.zeros_like(B), torch.zeros(c, dtype=torch.float64)
+    tol = torch.full((c,), 1e-9, dtype=torch.float64)
+    rest, converged = problem.exact(V, tol, residual, deadline=None)
+    assert converged and rest.tolist() == list(range(20, c))
+    assert _kkt(A, B[:, :20], V[:, :20], pen, allowed[:, :20], None) < 1e-8
+    assert bool((V[:, 20:] == 0).all())  # left to the working sets
+
+    res = working_set_lasso(A, B, pen, allowed=allowed, tol=1e-9)
+    assert res.converged and _kkt(A, B, res.V, pen, allowed, None) < 1e-8

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
+import torch
 
 from gene_dag.metrics import count_accuracy
 from gene_dag.prior import build_mask
 from gene_dag.simulate import simulate_adata
 from gene_dag.solver.api import fit
+from gene_dag.solver.refit import given_support_sd
 from gene_dag.solver.screen import screen_mask
 from gene_dag.solver.settings import settings_from
 from gene_dag.stats import compute_stats
@@ -125,3 +128,33 @@ def test_a_screened_raw_core_is_solved_in_its_least_residual_order():
     assert run["screened"] and run["core_order"] == "least_residual"
     assert run["core_noise_variance_ratio"] <= 1.5
     assert count_accuracy(truth, res.adjacency)["shd"] <= 0.01 * truth.nnz
+
+
+def test_the_completion_tests_a_parent_against_its_sd_given_the_support():
+    # a missed parent nearly collinear with a parent the fit took instead (a sibling under
+    # a high-variance common parent) has a small gradient; its score test divides by its
+    # sd given the support, which is as small (with the marginal sd: SHD 158 here)
+    adata = simulate_adata(100, 2000, graph_type="er", edges_per_node=3, seed=4)
+    truth = adata.varp["true_dag"]
+    res = fit(adata, standardize=False, tuning={"screen": "on"}, return_result=True)
+    m = count_accuracy(truth, res.adjacency)
+    assert m["shd"] <= 0.01 * truth.nnz
+
+
+def test_given_support_sd_is_the_conditional_sd_of_each_regulator():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 20))
+    X[:, 3] = X[:, 2] + 0.1 * rng.normal(size=500)
+    X = (X - X.mean(0)) / X.std(0)
+    A = X.T @ X / 500
+    V = np.zeros((20, 5))
+    V[2, 0], V[[2, 5, 7], 1], V[1, 3], V[[4, 6, 8, 9], 4] = 1.0, 1.0, 0.5, 1.0
+    sd = given_support_sd(torch.as_tensor(A), torch.as_tensor(V)).numpy()
+    for j in range(5):
+        S = np.flatnonzero(V[:, j])
+        for i in range(20):
+            if i in S:
+                continue
+            expected = 1.0 if S.size == 0 else np.sqrt(1 - A[i, S] @ np.linalg.solve(A[np.ix_(S, S)], A[S, i]))
+            assert sd[i, j] == pytest.approx(expected, rel=1e-9)
+    assert sd[3, 0] < 0.2 and sd[3, 2] == 1.0  # collinear with the support; no support

@@ -250,11 +250,14 @@ def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
     prior's whole mask. Each round checks the optimality conditions of every edge outside
     the screen that agrees with the order (one dense gradient), adds those whose gradient
     exceeds the noise level sqrt(2 log p / n) times the target's residual standard
-    deviation, and re-solves at the network's λ. A gradient entry is a covariance of a
-    unit-variance regulator with the target's residual, so its noise is the residual sd
-    over sqrt(n): the threshold is the universal one (at most about one false entry per
-    target among p candidates), in the units that matter for a target its parents almost
-    determine, where the total sd would hide a missed parent. Without it, at a small λ
+    deviation times the regulator's sd given the target's current parents, and re-solves
+    at the network's λ. This is the score test of adding one regulator: its gradient is
+    the covariance of the regulator's part not explained by the parents with the
+    target's residual, whose noise is the product of those two sds over sqrt(n). The
+    threshold is the universal one (at most about one false entry per target among p
+    candidates), in the units that matter: the total sd of a target its parents almost
+    determine would hide a missed parent, and so would the marginal sd (1) of a missed
+    parent nearly collinear with one the fit took instead. Without it, at a small λ
     (as on raw data), thousands of earlier genes would bring in spurious ones by the
     hundred. Columns of genes that regulate nothing are not ordered: they can close no
     cycle.
@@ -305,17 +308,46 @@ def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, ordered: np.nd
         start = V[:, cols] * torch.as_tensor(work, dtype=V.dtype, device=V.device)
         res = lasso_columns(prob, cols, work, start, deadline=run.deadline)
         V[:, cols] = res.V
-        # the noise of a gradient entry is the target's residual sd over sqrt(n) (the
-        # regulators have unit variance here), not its total sd: a gene its parents almost
-        # determine has a large total and a small residual variance (lasso_columns has it)
+        # the noise of a gradient entry is the target's residual sd (lasso_columns has
+        # it) times the regulator's sd given the target's parents, over sqrt(n)
         grad = score.gradient(prob.A, prob.B[:, cols], res.V)
         tau = margin * torch.sqrt(res.residual_variance).to(res.V.dtype)
-        strong = (grad.abs() > tau[None, :]).cpu().numpy()
+        strong = (grad.abs() > tau[None, :] * given_support_sd(prob.A, res.V)).cpu().numpy()
         violators = strong & full & ~work
         if not violators.any():
             break
         work = work | violators
     return res
+
+
+def given_support_sd(A: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """Each regulator's sd given each column's support: sqrt(1 − a_iSᵀ A_SS⁻¹ a_iS), k × c.
+
+    A is the regulators' correlation matrix; S is the support of V's column. Entries of
+    the support (conditional sd 0) and of singular supports are floored at 1e-6, and a
+    column without support gives 1 (the marginal sd). Columns are batched by support
+    size so that the gathered k × m blocks stay within ``working_set.GATHER_ELEMENTS``.
+    """
+    from gene_dag.solver.working_set import GATHER_ELEMENTS
+
+    k, c = V.shape
+    out = torch.ones(k, c, dtype=V.dtype, device=V.device)
+    on = V != 0
+    sizes = on.sum(dim=0)
+    Ad = A.double()
+    for m in torch.unique(sizes).tolist():
+        if m == 0:
+            continue
+        group = torch.nonzero(sizes == m).flatten()
+        step = max(1, GATHER_ELEMENTS // (k * m))
+        for batch in torch.split(group, step):
+            idx = torch.topk(on[:, batch].to(torch.int8), m, dim=0).indices.T  # b × m: the support
+            factor, info = torch.linalg.cholesky_ex(Ad[idx[:, :, None], idx[:, None, :]])
+            Z = torch.linalg.solve_triangular(factor, Ad[idx], upper=False)  # b × m × k
+            var = (1.0 - Z.square().sum(dim=1)).clamp_min(1e-12)
+            var = torch.where((info == 0)[:, None], var, 1e-12)
+            out[:, batch] = torch.sqrt(var).T.to(out.dtype)
+    return out
 
 
 def refine_core(run: Run, core: Core) -> None:

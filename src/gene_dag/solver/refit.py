@@ -30,6 +30,7 @@ from gene_dag.solver.penalty import l1_value
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import required_gene_matrix, to_gene_matrix
 from gene_dag.solver.refine import refine_reversals
+from gene_dag.solver.working_set import GATHER_ELEMENTS
 
 if TYPE_CHECKING:
     from gene_dag.solver.driver import Core, Run
@@ -328,13 +329,10 @@ def given_support_sd(A: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     column without support gives 1 (the marginal sd). Columns are batched by support
     size so that the gathered k × m blocks stay within ``working_set.GATHER_ELEMENTS``.
     """
-    from gene_dag.solver.working_set import GATHER_ELEMENTS
-
     k, c = V.shape
     out = torch.ones(k, c, dtype=V.dtype, device=V.device)
     on = V != 0
     sizes = on.sum(dim=0)
-    Ad = A.double()
     for m in torch.unique(sizes).tolist():
         if m == 0:
             continue
@@ -342,8 +340,9 @@ def given_support_sd(A: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         step = max(1, GATHER_ELEMENTS // (k * m))
         for batch in torch.split(group, step):
             idx = torch.topk(on[:, batch].to(torch.int8), m, dim=0).indices.T  # b × m: the support
-            factor, info = torch.linalg.cholesky_ex(Ad[idx[:, :, None], idx[:, None, :]])
-            Z = torch.linalg.solve_triangular(factor, Ad[idx], upper=False)  # b × m × k
+            # gather, then widen: a float64 copy of the whole k × k A would cost k² × 8 bytes a call
+            factor, info = torch.linalg.cholesky_ex(A[idx[:, :, None], idx[:, None, :]].double())
+            Z = torch.linalg.solve_triangular(factor, A[idx].double(), upper=False)  # b × m × k
             var = (1.0 - Z.square().sum(dim=1)).clamp_min(1e-12)
             var = torch.where((info == 0)[:, None], var, 1e-12)
             out[:, batch] = torch.sqrt(var).T.to(out.dtype)

@@ -328,7 +328,7 @@ def allowed_residual_fraction(A: torch.Tensor, allowed: torch.Tensor) -> torch.T
         idx = torch.topk(mask, m, dim=0).indices.T  # c × m: the allowed rows first
         valid = torch.gather(mask.T, 1, idx)
         pair = valid[:, :, None] * valid[:, None, :]
-        G = A.double()[idx[:, :, None], idx[:, None, :]] * pair + torch.diag_embed(1.0 - valid)
+        G = A[idx[:, :, None], idx[:, None, :]].double() * pair + torch.diag_embed(1.0 - valid)
         factor, info = torch.linalg.cholesky_ex(G)
         eye = torch.eye(m, dtype=G.dtype, device=G.device).expand_as(G)
         inv_diag = torch.linalg.solve_triangular(factor, eye, upper=False).square().sum(dim=1)

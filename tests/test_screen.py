@@ -8,11 +8,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from gene_dag.graph import topological_order
 from gene_dag.metrics import count_accuracy
 from gene_dag.prior import build_mask
 from gene_dag.simulate import simulate_adata
 from gene_dag.solver.api import fit
-from gene_dag.solver.refit import given_support_sd
+from gene_dag.solver.refit import completion_tie_break, given_support_sd
 from gene_dag.solver.screen import screen_mask
 from gene_dag.solver.settings import settings_from
 from gene_dag.stats import compute_stats
@@ -158,3 +159,18 @@ def test_given_support_sd_is_the_conditional_sd_of_each_regulator():
             expected = 1.0 if S.size == 0 else np.sqrt(1 - A[i, S] @ np.linalg.solve(A[np.ix_(S, S)], A[S, i]))
             assert sd[i, j] == pytest.approx(expected, rel=1e-9)
     assert sd[3, 0] < 0.2 and sd[3, 2] == 1.0  # collinear with the support; no support
+
+
+def test_the_completion_breaks_order_ties_by_the_order_the_core_was_solved_in():
+    # 0 -> 1 is the only edge of the DAG; genes 2 and 3 are unconnected. The core was solved
+    # in the order 3, 0, 2 (gene 1 is not in it): those keep their positions, the rest follow
+    # by variance, so 3 comes first although its variance is the largest
+    variances = np.array([2.0, 1.0, 3.0, 9.0, 0.5])
+    key = completion_tie_break(variances, torch.tensor([3, 0, 2]))
+    dag = sp.csr_matrix(([1.0], ([0], [1])), shape=(5, 5))
+    assert list(topological_order(dag, key)) == [3, 0, 2, 4, 1]
+    # without a solved order, or with one that does not describe these genes: by variance
+    by_variance = [4, 0, 1, 2, 3]
+    assert list(topological_order(dag, completion_tie_break(variances, None))) == by_variance
+    for bad in (torch.tensor([3, 3]), torch.tensor([0, 7]), torch.tensor([-1])):
+        assert list(topological_order(dag, completion_tie_break(variances, bad))) == by_variance

@@ -100,6 +100,8 @@ def least_residual_core(run: Run, core: Core) -> str:
         refit_order="least_residual",
         refit_order_scores={"least_residual": value},
     )
+    # in the state, which the next checkpoint holds: a resumed run skips this fit
+    run.state["solved_order"] = torch.as_tensor(cols[order])
     log.info("core: least-residual order, noise variances equal within %.3gx: no central path needed", ratio)
     return "solved"
 
@@ -183,6 +185,7 @@ def order_refit(run: Run, core: Core) -> None:
             best = (name, res)
     name, res = best
     V[:, prob.R[core.rows]] = res.V
+    run.state["solved_order"] = torch.as_tensor(prob.R[core.rows][orders[name]])
     run.info.update(
         refit_iterations=iterations, refit_converged=res.converged, refit_order=name, refit_order_scores=scores
     )
@@ -246,13 +249,13 @@ def _core_required(core: Core) -> np.ndarray | None:
 def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
     """After a candidate screen: let every allowed parent earlier in the causal order enter.
 
-    The order is a topological order of the DAG found on the screened candidates (ties by
-    increasing variance). Given it, every target's problem is a convex lasso over the
-    prior's whole mask. Each round checks the optimality conditions of every edge outside
-    the screen that agrees with the order (one dense gradient), adds those whose gradient
-    exceeds the noise level sqrt(2 log p / n) times the target's residual standard
-    deviation times the regulator's sd given the target's current parents, and re-solves
-    at the network's λ. This is the score test of adding one regulator: its gradient is
+    The order is a topological order of the DAG found on the screened candidates, ties
+    broken by :func:`completion_tie_break`. Given it, every target's problem is a convex
+    lasso over the prior's whole mask. Each round checks the optimality conditions of
+    every edge outside the screen that agrees with the order (one dense gradient), adds
+    those whose gradient exceeds the noise level sqrt(2 log p / n) times the target's
+    residual standard deviation times the regulator's sd given the target's current
+    parents, and re-solves at the network's λ. This is the score test of adding one regulator: its gradient is
     the covariance of the regulator's part not explained by the parents with the
     target's residual, whose noise is the product of those two sds over sqrt(n). The
     threshold is the universal one (at most about one false entry per target among p
@@ -269,7 +272,8 @@ def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
     prob, V = run.prob, run.V
     dag, _ = threshold_to_dag(to_gene_matrix(prob, V), prob.s.w_threshold, required_gene_matrix(prob))
     rank = np.empty(prob.d, dtype=np.int64)
-    rank[topological_order(dag, prob.target_scale)] = np.arange(prob.d)
+    ties = completion_tie_break(prob.target_scale, run.state.get("solved_order"))
+    rank[topological_order(dag, ties)] = np.arange(prob.d)
     is_regulator = np.zeros(prob.d, dtype=bool)
     is_regulator[prob.R] = True
     margin = math.sqrt(2.0 * math.log(max(prob.k - 1, 2)) / max(n_cells, 2))
@@ -299,6 +303,33 @@ def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
         totals["screen_edges_added"],
     )
     return missed
+
+
+def completion_tie_break(variances: np.ndarray, solved_order: torch.Tensor | None) -> np.ndarray:
+    """Return the key that breaks the ties of the completion's topological order (smaller first).
+
+    Genes that no path of the DAG connects may come in either order, and a parent the
+    screen missed can enter only if it comes first. The order the core's lasso was last
+    solved in (``solved_order``, gene indices: the least-residual order on raw data, or
+    the order the refit kept by the score) is the fit's own answer, so its genes keep
+    their positions in it; the others follow by increasing variance, the order raw-scale
+    SEMs tend to follow. Without a solved order (standardised core, or a state that does
+    not describe these genes) the key is the variance order alone.
+    """
+    d = variances.size
+    key = np.empty(d)
+    key[np.argsort(variances, kind="stable")] = np.arange(d)
+    if solved_order is None:
+        return key
+    solved = solved_order.cpu().numpy().astype(np.int64, copy=False).ravel()
+    # a checkpoint is read back: an order that is not a set of these genes is ignored
+    if solved.size > d or (solved.size and (solved.min() < 0 or solved.max() >= d)):
+        return key
+    if np.unique(solved).size != solved.size:
+        return key
+    key += d
+    key[solved] = np.arange(solved.size)
+    return key
 
 
 def _complete_block(run: Run, cols: np.ndarray, work: np.ndarray, ordered: np.ndarray, margin: float):

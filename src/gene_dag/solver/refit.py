@@ -255,11 +255,11 @@ def complete_in_order(run: Run, n_cells: int) -> sp.csr_matrix:
     every edge outside the screen that agrees with the order (one dense gradient), adds
     those whose gradient exceeds the noise level sqrt(2 log p / n) times the target's
     residual standard deviation times the regulator's sd given the target's current
-    parents, and re-solves at the network's λ. This is the score test of adding one regulator: its gradient is
-    the covariance of the regulator's part not explained by the parents with the
-    target's residual, whose noise is the product of those two sds over sqrt(n). The
-    threshold is the universal one (at most about one false entry per target among p
-    candidates), in the units that matter: the total sd of a target its parents almost
+    parents, and re-solves at the network's λ. This is the score test of adding one
+    regulator: its gradient is the covariance of the regulator's part not explained by the
+    parents with the target's residual, whose noise is the product of those two sds over
+    sqrt(n). The threshold is the universal one (at most about one false entry per target
+    among p candidates), in the units that matter: the total sd of a target its parents almost
     determine would hide a missed parent, and so would the marginal sd (1) of a missed
     parent nearly collinear with one the fit took instead. Without it, at a small λ
     (as on raw data), thousands of earlier genes would bring in spurious ones by the
@@ -322,10 +322,9 @@ def completion_tie_break(variances: np.ndarray, solved_order: torch.Tensor | Non
     if solved_order is None:
         return key
     solved = solved_order.cpu().numpy().astype(np.int64, copy=False).ravel()
-    # a checkpoint is read back: an order that is not a set of these genes is ignored
-    if solved.size > d or (solved.size and (solved.min() < 0 or solved.max() >= d)):
-        return key
-    if np.unique(solved).size != solved.size:
+    # a checkpoint is read back: an order that is not a set of distinct genes here is ignored
+    in_range = solved.size == 0 or (solved.min() >= 0 and solved.max() < d)
+    if not in_range or np.unique(solved).size != solved.size:
         return key
     key += d
     key[solved] = np.arange(solved.size)

@@ -39,7 +39,14 @@ from gene_dag.solver.components import Component, buckets, find_components, solv
 from gene_dag.solver.lasso import lasso_columns, lipschitz
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import Problem, required_gene_matrix, to_gene_matrix, total_score
-from gene_dag.solver.refit import complete_in_order, least_residual_core, order_refit, refine_core, support_refit
+from gene_dag.solver.refit import (
+    bic_order_refit,
+    complete_in_order,
+    least_residual_core,
+    order_refit,
+    refine_core,
+    support_refit,
+)
 from gene_dag.solver.settings import SolverSettings
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,7 @@ class Run:
     info: dict
     #: results worth reusing within this run, not checkpointed (e.g. the least-residual fit)
     cache: dict = field(default_factory=dict)
+    n_cells: int | None = None  # cells behind the statistics, where the caller gives them
 
     def out_of_time(self) -> bool:
         """Whether the time limit has passed."""
@@ -167,6 +175,7 @@ def solve(
         ckpt,
         None if s.max_time is None else t0 + s.max_time,
         info,
+        n_cells=n_cells,
     )
     timed_out = _run_stages(run, cycle_core(prob))
     missed = None
@@ -323,12 +332,29 @@ def core_stage(run: Run, core: Core) -> bool:
         pass  # the core's weights are already the lasso in its order
     elif core.active_set or (t.refit and not run.prob.s.standardize):
         order_refit(run, core)
+    elif t.refit and _bic_order_applies(run, core):
+        bic_order_refit(run, core)
     elif t.refit:
         support_refit(run, core)
-    if t.decompose and t.refine:
+    if t.decompose and t.refine and run.info.get("refit_order") != "bic_search":
         refine_core(run, core)
     run.info["time_refits_s"] = time.monotonic() - started
     return False
+
+
+def _bic_order_applies(run: Run, core: Core) -> bool:
+    """Whether the standardised whole core gets the order search on the BIC (refit.bic_order_refit)."""
+    t = run.prob.s.tuning
+    if not t.order_search or run.n_cells is None:
+        return False
+    if core.rows.size > t.order_search_max:
+        log.info(
+            "order search: core of %d genes is above order_search_max = %d; support refit instead",
+            core.rows.size,
+            t.order_search_max,
+        )
+        return False
+    return True
 
 
 def _active_edges(run: Run, core: Core) -> np.ndarray:

@@ -131,3 +131,13 @@ def test_an_unfinished_order_search_is_warned_and_flagged(caplog):
         )
     assert res.info["run"]["order_search"]["converged"] is False
     assert "order search: stopped after 1 sweep(s)" in caplog.text
+
+
+def test_the_extended_bic_penalty_gives_a_sparser_dag():
+    _, X = standardised_sem(30, "er", 2.0, 300, seed=7)
+    n, C = X.shape[0], X.T @ X / X.shape[0]
+    allowed = ~np.eye(30, dtype=bool)
+    bic = best_order_search(C, n, np.arange(30), allowed=allowed)
+    ebic = best_order_search(C, n, np.arange(30), allowed=allowed, gamma=1.0)
+    assert bic_penalty(n, gamma=1.0, n_candidates=29) == pytest.approx(np.log(n) / 2 + np.log(29))
+    assert ebic.parents.sum() < bic.parents.sum()

@@ -59,9 +59,14 @@ class OrderSearchResult:
     converged: bool
 
 
-def bic_penalty(n_cells: int, discount: float = 1.0) -> float:
-    """Return the BIC penalty per parent, ``discount * log(n) / 2``, in the units of the score."""
-    return discount * math.log(max(n_cells, 2)) / 2.0
+def bic_penalty(n_cells: int, discount: float = 1.0, *, gamma: float = 0.0, n_candidates: int = 1) -> float:
+    """Return the penalty per parent in the units of the score (minus the log-likelihood).
+
+    ``discount * log(n) / 2`` is the BIC's; ``gamma > 0`` adds the extended BIC's
+    ``gamma * log(p)`` for p candidate parents (Chen & Chen 2008), the criterion that
+    stays consistent when candidates are many relative to cells.
+    """
+    return discount * math.log(max(n_cells, 2)) / 2.0 + gamma * math.log(max(n_candidates, 1))
 
 
 def grow_shrink(
@@ -101,89 +106,103 @@ def grow_shrink(
         selection.
     """
     B, m = available.shape
-    rows = np.arange(B)
     steps = max(0, min(m - 1, n_cells // 2) if max_parents is None else max_parents)
-    half_n = n_cells / 2.0
-    var_k = C[targets, targets].copy()
-    floor = np.maximum(var_k * RSS_FLOOR, 1e-300)
-    pcov = C[targets].copy()  # cov(target, node | selected)
-    diag = np.diag(C)
+    half_n, diag = n_cells / 2.0, np.diag(C)
+    rss_out = C[targets, targets].copy()
+    sel_out = np.zeros((B, m), dtype=bool)
+    picked_out = np.full((B, steps), -1, dtype=np.int64)
+    # the targets still growing, compacted as they stop (one that stops never resumes)
+    act, avail, force = np.arange(B), available, forced
+    floor = np.maximum(rss_out * RSS_FLOOR, 1e-300)
+    rss, pcov = rss_out.copy(), C[targets].copy()  # cov(target, node | selected)
     pvar = np.broadcast_to(diag, (B, m)).copy()  # var(node | selected)
-    rss = var_k.copy()
-    U: list[np.ndarray] = []  # normalised residual columns of the parents added, one per step
-    picked: list[np.ndarray] = []
     sel = np.zeros((B, m), dtype=bool)
-    going = np.ones(B, dtype=bool)
-    for _ in range(steps):
-        todo = forced & ~sel
+    U = np.zeros((B, min(steps, 16), m))  # normalised residual columns of the parents added
+    for step in range(steps):
+        r = np.arange(act.size)
+        todo = force & ~sel
         must = todo.any(axis=1)
         # a node (nearly) determined by the parents already chosen adds nothing but rounding
         free = pvar > diag * RSS_FLOOR
         red = np.where(free, pcov**2 / np.where(free, pvar, 1.0), 0.0)  # fall of the residual variance
-        choice = np.where(must[:, None], todo, available & ~sel & free)
+        choice = np.where(must[:, None], todo, avail & ~sel & free)
         i = np.argmax(np.where(choice, red, -np.inf), axis=1)
-        gain = np.where(choice[rows, i], red[rows, i], 0.0)
-        new = np.maximum(rss - gain, floor)
-        better = half_n * np.log(rss / new) > penalty
-        add = going & choice[rows, i] & (must | ((gain > 0) & better))
-        if not add.any():
+        gain = np.where(choice[r, i], red[r, i], 0.0)
+        better = half_n * np.log(rss / np.maximum(rss - gain, floor)) > penalty
+        add = choice[r, i] & (must | ((gain > 0) & better))
+        if not add.all():
+            rss_out[act[~add]] = rss[~add]
+            sel_out[act[~add]] = sel[~add]
+            act, i, avail, force, floor = act[add], i[add], avail[add], force[add], floor[add]
+            rss, pcov, pvar, sel, U = rss[add], pcov[add], pvar[add], sel[add], U[add]
+            r = np.arange(act.size)
+        if act.size == 0:
             break
-        going &= add
+        if step == U.shape[1]:
+            U = np.concatenate([U, np.zeros_like(U)], axis=1)
         # residualise the chosen node on the parents before it (Gram-Schmidt on C)
-        v = C[i] - sum(u_s * u_s[rows, i][:, None] for u_s in U) if U else C[i].copy()
-        scale = np.sqrt(np.maximum(v[rows, i], 1e-300))
-        u = np.where(add[:, None], v / scale[:, None], 0.0)
-        U.append(u)
-        u_target = np.where(add, pcov[rows, i] / scale, 0.0)
-        rss = np.where(add, np.maximum(rss - u_target**2, floor), rss)
+        v = C[i] - np.einsum("bsm,bs->bm", U[:, :step], U[r, :step, i])
+        scale = np.sqrt(np.maximum(v[r, i], 1e-300))
+        u = v / scale[:, None]
+        U[:, step] = u
+        u_target = pcov[r, i] / scale
+        rss = np.maximum(rss - u_target**2, floor)
         pcov -= u * u_target[:, None]
         pvar -= u**2
-        picked.append(np.where(add, i, -1))
-        sel[rows[add], i[add]] = True
-    picked_arr = np.stack(picked, axis=1) if picked else np.zeros((B, 0), dtype=np.int64)
-    rss = _shrink(C, targets, picked_arr, forced, rss=rss, n_cells=n_cells, penalty=penalty, sel=sel)
-    return half_n * np.log(rss) + penalty * sel.sum(axis=1), sel
+        picked_out[act, step] = i
+        sel[r, i] = True
+    rss_out[act], sel_out[act] = rss, sel
+    rss_out = _shrink(C, targets, picked_out, forced, rss=rss_out, n_cells=n_cells, penalty=penalty, sel=sel_out)
+    return half_n * np.log(rss_out) + penalty * sel_out.sum(axis=1), sel_out
 
 
 def _shrink(C, targets, picked, forced, *, rss, n_cells, penalty, sel) -> np.ndarray:
     """Backward step of :func:`grow_shrink`: drop parents whose removal lowers the BIC (``sel`` in place).
 
-    Only targets with two or more parents that may go can change: a lone parent was
-    added because it lowered the score, and dropping it would raise the score by as much.
+    One inverse per target, then a rank-one downdate of it per parent dropped. Only
+    targets with two or more parents that may go can change: a lone parent was added
+    because it lowered the score, and dropping it would raise the score by as much.
     """
     half_n = n_cells / 2.0
     rss = rss.copy()
-    live = picked >= 0
-    live &= ~forced[np.arange(picked.shape[0])[:, None], np.where(live, picked, 0)]
-    todo = np.flatnonzero(live.sum(axis=1) >= 2)
-    picked = picked[todo]
-    while todo.size:
-        live = picked >= 0
-        width = int(live.sum(axis=1).max())
-        # pack each row's parents to the left, so the matrices are only as wide as needed
-        order = np.argsort(~live, axis=1, kind="stable")[:, :width]
-        packed = np.take_along_axis(picked, order, axis=1)
-        on = packed >= 0
-        idx = np.where(on, packed, 0)
-        Css = C[idx[:, :, None], idx[:, None, :]] * (on[:, :, None] & on[:, None, :])
-        Css[:, np.arange(width), np.arange(width)] += ~on
-        c = np.where(on, C[idx, targets[todo][:, None]], 0.0)
-        inv = np.linalg.inv(Css)
-        beta = np.einsum("bij,bj->bi", inv, c)
-        inc = beta**2 / np.diagonal(inv, axis1=1, axis2=2)
-        inc = np.where(on & ~forced[todo[:, None], idx], inc, np.inf)
+    on = picked >= 0
+    on &= ~forced[np.arange(picked.shape[0])[:, None], np.where(on, picked, 0)]
+    todo = np.flatnonzero(on.sum(axis=1) >= 2)
+    if todo.size == 0:
+        return rss
+    # pack each row's parents to the left, so the matrices are only as wide as needed
+    live = picked[todo] >= 0
+    width = int(live.sum(axis=1).max())
+    packed = np.take_along_axis(picked[todo], np.argsort(~live, axis=1, kind="stable")[:, :width], axis=1)
+    on = packed >= 0
+    idx = np.where(on, packed, 0)
+    Css = C[idx[:, :, None], idx[:, None, :]] * (on[:, :, None] & on[:, None, :])
+    Css[:, np.arange(width), np.arange(width)] += ~on
+    inv = np.linalg.inv(Css)
+    beta = np.einsum("bij,bj->bi", inv, np.where(on, C[idx, targets[todo][:, None]], 0.0))
+    removable = on & ~forced[todo[:, None], idx]
+    rows = np.arange(todo.size)
+    while rows.size:
+        inc = np.where(removable[rows], beta[rows] ** 2 / np.diagonal(inv[rows], axis1=1, axis2=2), np.inf)
         j = np.argmin(inc, axis=1)
-        best = inc[np.arange(todo.size), j]
+        best = inc[np.arange(rows.size), j]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            drop = np.isfinite(best) & (half_n * np.log((rss[todo] + best) / rss[todo]) < penalty)
-        if not drop.any():
+            drop = np.isfinite(best) & (half_n * np.log((rss[todo[rows]] + best) / rss[todo[rows]]) < penalty)
+        rows, j, best = rows[drop], j[drop], best[drop]
+        if rows.size == 0:
             break
-        gone = packed[np.arange(todo.size), j]
-        rss[todo[drop]] += best[drop]
-        sel[todo[drop], gone[drop]] = False
-        picked = np.where(picked == np.where(drop, gone, -2)[:, None], -1, picked)
-        keep = drop & ((picked >= 0).sum(axis=1) >= 2)
-        todo, picked = todo[keep], picked[keep]
+        rss[todo[rows]] += best
+        sel[todo[rows], packed[rows, j]] = False
+        # the inverse of the parents left: downdate by the dropped one's row and column
+        col = inv[rows, :, j]
+        piv = inv[rows, j, j]
+        inv[rows] -= col[:, :, None] * col[:, None, :] / piv[:, None, None]
+        beta[rows] -= col * (beta[rows, j] / piv)[:, None]
+        inv[rows, j, :] = 0.0
+        inv[rows, :, j] = 0.0
+        inv[rows, j, j] = 1.0
+        beta[rows, j] = 0.0
+        removable[rows, j] = False
     return rss
 
 
@@ -195,6 +214,7 @@ def best_order_search(
     allowed: np.ndarray,
     required: np.ndarray | None = None,
     penalty_discount: float = 1.0,
+    gamma: float = 0.0,
     max_sweeps: int = 20,
     deadline: float | None = None,
 ) -> OrderSearchResult:
@@ -215,8 +235,9 @@ def best_order_search(
         (m, q) boolean: node ``i`` may be a parent of target ``t`` (the prior's mask).
     required
         (m, q) boolean edges every DAG keeps (a subset of ``allowed``), or None.
-    penalty_discount
-        Multiplies the BIC penalty ``log(n) / 2`` per parent; larger gives sparser DAGs.
+    penalty_discount, gamma
+        The penalty per parent, :func:`bic_penalty` with p = m - 1 candidates; larger
+        gives sparser DAGs.
     max_sweeps
         At most this many sweeps over the targets.
     deadline
@@ -230,9 +251,8 @@ def best_order_search(
     e = m - q
     C = np.asarray(C, dtype=np.float64)  # differences of log residual variances need float64
     required = np.zeros_like(allowed) if required is None else required & allowed
-    search = _Search(
-        C, n_cells=n_cells, allowed=allowed, required=required, penalty=bic_penalty(n_cells, penalty_discount)
-    )
+    penalty = bic_penalty(n_cells, penalty_discount, gamma=gamma, n_candidates=m - 1)
+    search = _Search(C, n_cells=n_cells, allowed=allowed, required=required, penalty=penalty)
     order = np.asarray(order, dtype=np.int64).copy()
     if required[e:].any():
         # the start must keep required parents first: the nearest order that does
@@ -293,26 +313,39 @@ class _Search:
         rest = order[order != j]
         p0 = int(np.flatnonzero(order == j)[0])
         masks = self.prefix_masks(rest)  # row p: the prefix before position p
-        # the moved gene at every position
-        sj, selj = self.select(np.full(rest.size + 1, j), masks)
-        # every later gene that may take j as a parent, with and without it
-        takes = self.allowed[self.e + j, rest]
-        idx = np.flatnonzero(takes)
-        without_j, with_j = masks[idx], masks[idx].copy()
-        with_j[:, self.e + j] = True
-        s_out, sel_out = self.select(rest[idx], without_j)
-        s_in, sel_in = self.select(rest[idx], with_j)
+        # every gene that may take j as a parent, with and without it: the side the
+        # current order has (j before it or not) is the score already kept
+        idx = np.flatnonzero(self.allowed[self.e + j, rest])
+        now_after = idx >= p0
+        masks_k = masks[idx]
+        masks_k[:, self.e + j] = ~now_after
+        s_new, sel_new = self.select(rest[idx], masks_k)
+        s_now, sel_now = scores[rest[idx]], parents[rest[idx]]
+        s_in = np.where(now_after, s_now, s_new)
+        s_out = np.where(now_after, s_new, s_now)
+        sel_in = np.where(now_after[:, None], sel_now, sel_new)
+        sel_out = np.where(now_after[:, None], sel_new, sel_now)
         delta = np.zeros(rest.size)
         delta[idx] = s_in - s_out
         tail = np.concatenate([np.cumsum(delta[::-1])[::-1], [0.0]])
-        total = sj + tail
-        total[~self._valid_positions(rest, j)] = np.inf
-        p = int(np.argmin(total))
-        if not total[p] < total[p0] - 1e-9 * max(1.0, abs(total[p0])):
+        # the moved gene: its score given every other gene bounds its score at any
+        # position from below (exactly for the best subset, nearly for grow-shrink), so
+        # only positions that could beat the current one are tried
+        current = scores[j] + tail[p0]
+        s_all, _ = self.select(np.array([j]), masks[-1:])
+        tol = 1e-9 * max(1.0, abs(current))
+        try_at = np.flatnonzero((tail + s_all[0] < current - tol) & self._valid_positions(rest, j))
+        if try_at.size == 0:
             return order, scores, parents, False
+        sj, selj = self.select(np.full(try_at.size, j), masks[try_at])
+        total = sj + tail[try_at]
+        best = int(np.argmin(total))
+        if not total[best] < current - tol:
+            return order, scores, parents, False
+        p = int(try_at[best])
         new_order = np.insert(rest, p, j)
         scores, parents = scores.copy(), parents.copy()
-        scores[j], parents[j] = sj[p], selj[p]
+        scores[j], parents[j] = sj[best], selj[best]
         after = idx >= p
         scores[rest[idx]] = np.where(after, s_in, s_out)
         parents[rest[idx]] = np.where(after[:, None], sel_in, sel_out)

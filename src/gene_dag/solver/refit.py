@@ -188,6 +188,7 @@ def bic_order_refit(run: Run, core: Core) -> None:
             allowed=core.allowed[nodes, :q],
             required=core.required[nodes, :q],
             penalty_discount=t.order_search_discount,
+            gamma=t.order_search_gamma,
             max_sweeps=t.order_search_sweeps,
             deadline=run.deadline,
         )

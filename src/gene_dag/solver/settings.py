@@ -49,12 +49,13 @@ class Tuning:
         (refit.support_refit).
     refine
         Greedy single-edge reversals after a whole-core solve, where they lower the score.
-    order_search, order_search_max, order_search_discount, order_search_starts, order_search_sweeps
+    order_search, order_search_max, order_search_discount, order_search_gamma, order_search_starts, order_search_sweeps
         On standardised data, a whole core of at most ``order_search_max`` genes takes its
         causal order from a best-order search on the Gaussian BIC
         (:mod:`gene_dag.solver.order_search`; scale-invariant, unlike the solve's
-        equal-variance score), then the lasso in that order; the BIC's penalty per parent
-        is ``order_search_discount * log(n) / 2``. The search starts from the constrained
+        equal-variance score), then the least-squares fit on the parents it selects; the
+        penalty per parent is ``order_search_discount * log(n) / 2 + order_search_gamma *
+        log(p)`` (BIC; extended BIC for gamma > 0). The search starts from the constrained
         solve's order and ``order_search_starts - 1`` seeded random orders and keeps the
         best; each search makes at most ``order_search_sweeps`` sweeps over the genes.
         Needs the number of cells. Off by default: on log-normalised single-cell counts
@@ -117,6 +118,7 @@ class Tuning:
     order_search: bool = False
     order_search_max: int = 500
     order_search_discount: float = 1.0
+    order_search_gamma: float = 0.0
     order_search_starts: int = 3
     order_search_sweeps: int = 20
     inner_max_iter: int = 200

@@ -20,7 +20,8 @@ with three more axes:
   README usage, w_threshold 0.3), ``gene-dag`` (``gene_dag.fit(X)``, every default as it
   is when run), ``gene-dag raw-scale`` (``gene_dag.fit(X, standardize=False)``) and
   ``gene-dag bic-order`` (``gene_dag.fit(X, tuning={"order_search": True})``: the
-  standardised core's order from the best-order search on the Gaussian BIC).
+  standardised core's order from the best-order search on the Gaussian BIC; ``w0``: the
+  same with ``w_threshold=0``, every edge the BIC selected).
   gene-dag runs in this process after one untimed warm-up fit; each gene-dag run
   records ``info["parameters"]`` of its result and, where the solver reports one,
   ``info["run"]["lambda1_selected"]``. ``notears`` is also accepted.
@@ -72,11 +73,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import compare_published as cp  # noqa: E402  (stdlib-only at import: thread settings still apply)
 
-SOLVERS = ("dagma", "gene-dag", "gene-dag raw-scale", "gene-dag bic-order", "notears")
+SOLVERS = ("dagma", "gene-dag", "gene-dag raw-scale", "gene-dag bic-order", "gene-dag bic-order w0", "notears")
 GENE_DAG_VARIANTS = {
     "gene-dag": {},
     "gene-dag raw-scale": {"standardize": False},
     "gene-dag bic-order": {"tuning": {"order_search": True}},
+    "gene-dag bic-order w0": {"tuning": {"order_search": True}, "w_threshold": 0.0},
 }
 SCALES = ("raw", "standardised")
 GRAPH_ORDER = ("er2", "er4", "sf2", "sf4")

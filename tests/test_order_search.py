@@ -141,3 +141,21 @@ def test_the_extended_bic_penalty_gives_a_sparser_dag():
     ebic = best_order_search(C, n, np.arange(30), allowed=allowed, gamma=1.0)
     assert bic_penalty(n, gamma=1.0, n_candidates=29) == pytest.approx(np.log(n) / 2 + np.log(29))
     assert ebic.parents.sum() < bic.parents.sum()
+
+
+def test_a_core_above_the_size_limit_keeps_the_support_refit(caplog):
+    _, X = standardised_sem(30, "sf", 2.0, 500, seed=1)
+    with caplog.at_level(logging.INFO):
+        res = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=True, order_search_max=20))
+    assert res.info["run"]["refit_order"] == "none (support)"
+    assert "above order_search_max = 20" in caplog.text
+
+
+def test_a_constant_gene_does_not_break_the_search():
+    B, X = standardised_sem(15, "er", 2.0, 800, seed=3)
+    X[:, 4] = 0.0
+    res = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=True))
+    assert np.isfinite(res.info["run"]["order_search"]["bic"])
+    W = res.adjacency.toarray()
+    assert not W[4].any() and not W[:, 4].any()
+    assert count_accuracy(np.delete(np.delete(B, 4, 0), 4, 1), np.delete(np.delete(W, 4, 0), 4, 1))["tpr"] > 0.5

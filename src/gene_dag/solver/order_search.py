@@ -108,7 +108,7 @@ def grow_shrink(
     B, m = available.shape
     steps = max(0, min(m - 1, n_cells // 2) if max_parents is None else max_parents)
     half_n, diag = n_cells / 2.0, np.diag(C)
-    rss_out = C[targets, targets].copy()
+    rss_out = np.maximum(C[targets, targets], 1e-300)  # a constant gene: no log of 0
     sel_out = np.zeros((B, m), dtype=bool)
     picked_out = np.full((B, steps), -1, dtype=np.int64)
     # the targets still growing, compacted as they stop (one that stops never resumes)

@@ -180,7 +180,7 @@ def bic_order_refit(run: Run, core: Core) -> None:
     starts = [topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows])]
     starts += [rng.permutation(q) for _ in range(t.order_search_starts - 1)]
     found = None
-    for start in starts:
+    for i, start in enumerate(starts, 1):
         trial = best_order_search(
             C,
             run.n_cells,
@@ -192,6 +192,7 @@ def bic_order_refit(run: Run, core: Core) -> None:
             max_sweeps=t.order_search_sweeps,
             deadline=run.deadline,
         )
+        log.info("order search start %d/%d: BIC %.6g after %d sweep(s)", i, len(starts), trial.score, trial.sweeps)
         found = trial if found is None or trial.score < found.score else found
     V[:, prob.R[core.rows]] = _least_squares_on(found.parents, C, nodes, prob.k).to(V.dtype)
     run.state["solved_order"] = torch.as_tensor(prob.R[core.rows][found.order])
@@ -211,7 +212,7 @@ def _least_squares_on(parents: np.ndarray, C: np.ndarray, nodes: np.ndarray, k: 
     for t in range(q):
         S = np.flatnonzero(parents[:, t])
         if S.size:
-            out[nodes[S], t] = np.linalg.solve(C[np.ix_(S, S)], C[S, m - q + t])
+            out[nodes[S], t] = np.linalg.lstsq(C[np.ix_(S, S)], C[S, m - q + t], rcond=None)[0]
     return torch.as_tensor(out)
 
 

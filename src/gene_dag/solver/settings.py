@@ -116,7 +116,7 @@ class Tuning:
     support_refit_threshold: float = 0.05
     refine: bool = True
     order_search: bool = False
-    order_search_max: int = 500
+    order_search_max: int = 300
     order_search_discount: float = 1.0
     order_search_gamma: float = 0.0
     order_search_starts: int = 3

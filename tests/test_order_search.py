@@ -117,7 +117,7 @@ def test_fit_on_standardised_data_orients_hubs_with_the_search(caplog):
     assert run["refit_order"] == "bic_search" and run["order_search"]["converged"]
     shd_with = count_accuracy(B, with_search.adjacency)["shd"]
     shd_without = count_accuracy(B, without.adjacency)["shd"]
-    assert shd_with < shd_without and shd_with <= 0.25 * B.sum(), (shd_with, shd_without)
+    assert shd_with < 0.5 * shd_without and shd_with <= 0.35 * B.sum(), (shd_with, shd_without)
 
 
 def test_an_unfinished_order_search_is_warned_and_flagged(caplog):
@@ -159,3 +159,15 @@ def test_a_constant_gene_does_not_break_the_search():
     W = res.adjacency.toarray()
     assert not W[4].any() and not W[:, 4].any()
     assert count_accuracy(np.delete(np.delete(B, 4, 0), 4, 1), np.delete(np.delete(W, 4, 0), 4, 1))["tpr"] > 0.5
+
+
+def test_the_explained_last_start_is_an_order_of_the_targets_only():
+    from gene_dag.solver.order_search import explained_last_order
+
+    _, X = standardised_sem(12, "er", 2.0, 500, seed=6)
+    C = X.T @ X / X.shape[0]
+    order = explained_last_order(C, 9)  # the first 3 nodes are fixed parents
+    assert sorted(order.tolist()) == list(range(9))
+    # its last target is the one with the highest R² given every other node
+    r2 = 1 - 1 / np.diag(np.linalg.inv(C))
+    assert order[-1] == int(np.argmax(r2[3:]))

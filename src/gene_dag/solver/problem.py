@@ -55,6 +55,8 @@ class Problem:
             np.setdiff1d(np.arange(self.d), self.R),
             s.tuning.precision,
         )
+        # the caller's statistics, not a copy: a block of them in float64 for the BIC
+        self.cov_rows = cov_rows
         self.B = torch.as_tensor(scaled, dtype=self.dtype, device=dev)  # k × d
         self.A = torch.as_tensor(A, dtype=self.dtype, device=dev)
         self.sigma_t = torch.as_tensor(sigma, dtype=self.dtype, device=dev)
@@ -95,6 +97,19 @@ class Problem:
         if self.mask.sign.nnz == 0:
             return None
         return self.mask.sign[:, cols].toarray()
+
+    def scaled_block(self, rows: np.ndarray) -> np.ndarray:
+        """Return A[rows, rows] in float64 from the statistics themselves.
+
+        The solver's A may be float32, which cannot resolve the residual of a gene nearly
+        determined by others; a likelihood's log residual variance needs those digits.
+        """
+        cov = np.asarray(self.cov_rows[rows][:, self.R[rows]], dtype=np.float64)
+        block = cov / self.sigma[rows][:, None] / self.sigma[rows][None, :]
+        dead = self.dead_rows[rows]
+        block[dead, :] = 0.0
+        block[:, dead] = 0.0
+        return 0.5 * (block + block.T)
 
     def column_block_size(self) -> int:
         """Columns per lasso block: ~8 live k × c tensors within memory_gb."""

@@ -25,7 +25,7 @@ import torch
 from gene_dag.graph import topological_order
 from gene_dag.solver import score
 from gene_dag.solver.lasso import lasso_columns
-from gene_dag.solver.order_search import best_order_search
+from gene_dag.solver.order_search import best_order_search, explained_last_order
 from gene_dag.solver.ordering import LEAST_RESIDUAL_MAX, ordered_residuals, screened_ordered_residuals
 from gene_dag.solver.penalty import l1_value
 from gene_dag.solver.postprocess import threshold_to_dag
@@ -172,13 +172,13 @@ def bic_order_refit(run: Run, core: Core) -> None:
     q = core.rows.size
     outside = np.setdiff1d(np.flatnonzero(core.allowed[:, :q].any(axis=1)), core.rows)
     nodes = np.concatenate([outside, core.rows])
-    rt = torch.as_tensor(nodes, device=prob.device)
-    C = prob.A[rt[:, None], rt[None, :]].double().cpu().numpy()
-    # BOSS finds a local optimum: start from the constrained solve's order and from
-    # seeded random orders, and keep the best
+    C = prob.scaled_block(nodes)
+    # BOSS finds a local optimum: start from the constrained solve's order, the order that
+    # puts the best-explained genes last, then seeded random orders, and keep the best
     rng = np.random.default_rng(prob.s.seed)
-    starts = [topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows])]
-    starts += [rng.permutation(q) for _ in range(t.order_search_starts - 1)]
+    starts = [topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows]), explained_last_order(C, q)]
+    starts = starts[: max(t.order_search_starts, 1)]
+    starts += [rng.permutation(q) for _ in range(t.order_search_starts - len(starts))]
     found = None
     for i, start in enumerate(starts, 1):
         trial = best_order_search(

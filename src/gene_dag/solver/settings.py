@@ -56,8 +56,9 @@ class Tuning:
         equal-variance score), then the least-squares fit on the parents it selects; the
         penalty per parent is ``order_search_discount * log(n) / 2 + order_search_gamma *
         log(p)`` (BIC; extended BIC for gamma > 0). The search starts from the constrained
-        solve's order and ``order_search_starts - 1`` seeded random orders and keeps the
-        best; each search makes at most ``order_search_sweeps`` sweeps over the genes.
+        solve's order, the order that puts the best-explained genes last
+        (:func:`gene_dag.solver.order_search.explained_last_order`) and seeded random
+        orders, ``order_search_starts`` in all, and keeps the best; each search makes at most ``order_search_sweeps`` sweeps over the genes.
         Needs the number of cells. Off by default: on log-normalised single-cell counts
         (thousands of cells, non-Gaussian) the BIC keeps several times the true number
         of edges (BENCHMARKS.md, "Order search on the Gaussian BIC").

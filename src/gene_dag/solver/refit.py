@@ -194,7 +194,7 @@ def bic_order_refit(run: Run, core: Core) -> None:
         )
         log.info("order search start %d/%d: BIC %.6g after %d sweep(s)", i, len(starts), trial.score, trial.sweeps)
         found = trial if found is None or trial.score < found.score else found
-    V[:, prob.R[core.rows]] = _least_squares_on(found.parents, C, nodes, prob.k).to(V.dtype)
+    V[:, prob.R[core.rows]] = _least_squares_on(found.parents, C, nodes, prob.k).to(V.device, V.dtype)
     run.state["solved_order"] = torch.as_tensor(prob.R[core.rows][found.order])
     run.info.update(
         refit_order="bic_search",

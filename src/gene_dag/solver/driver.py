@@ -328,15 +328,17 @@ def core_stage(run: Run, core: Core) -> bool:
     run.info["core_rounds"] = 1
     run.info.setdefault("core_order", "least_residual" if by_order else "central_path")
     t = run.prob.s.tuning
+    refine = t.decompose and t.refine
     if by_order:
         pass  # the core's weights are already the lasso in its order
     elif core.active_set or (t.refit and not run.prob.s.standardize):
         order_refit(run, core)
     elif t.refit and _bic_order_applies(run, core):
         bic_order_refit(run, core)
+        refine = False  # reversals on the equal-variance score would undo the BIC's order
     elif t.refit:
         support_refit(run, core)
-    if t.decompose and t.refine and run.info.get("refit_order") != "bic_search":
+    if refine:
         refine_core(run, core)
     run.info["time_refits_s"] = time.monotonic() - started
     return False

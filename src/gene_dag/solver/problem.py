@@ -43,10 +43,7 @@ class Problem:
         self.variances = np.asarray(variances, dtype=np.float64)
         dev = self.device
         scaled = np.asarray(cov_rows, dtype=np.float64) / sigma[:, None]
-        A = scaled[:, self.R] / sigma[None, :]
-        A[self.dead_rows, :] = 0.0
-        A[:, self.dead_rows] = 0.0
-        A = 0.5 * (A + A.T)
+        A = _regulator_gram(scaled[:, self.R], sigma, self.dead_rows)
         live = np.flatnonzero(~self.dead_rows)
         self.dtype, self.min_residual_fraction = working_precision(
             A[np.ix_(live, live)],
@@ -104,12 +101,9 @@ class Problem:
         The solver's A may be float32, which cannot resolve the residual of a gene nearly
         determined by others; a likelihood's log residual variance needs those digits.
         """
-        cov = np.asarray(self.cov_rows[rows][:, self.R[rows]], dtype=np.float64)
-        block = cov / self.sigma[rows][:, None] / self.sigma[rows][None, :]
-        dead = self.dead_rows[rows]
-        block[dead, :] = 0.0
-        block[:, dead] = 0.0
-        return 0.5 * (block + block.T)
+        sd = self.sigma[rows]
+        scaled = np.asarray(self.cov_rows[rows][:, self.R[rows]], dtype=np.float64) / sd[:, None]
+        return _regulator_gram(scaled, sd, self.dead_rows[rows])
 
     def column_block_size(self) -> int:
         """Columns per lasso block: ~8 live k × c tensors within memory_gb."""
@@ -124,6 +118,18 @@ MIN_FLOAT32_RESIDUAL = 1e-4
 #: The precision check (a Cholesky of the k × k correlations and k² (d − k) more flops)
 #: runs up to this many flops, seconds on a CPU; larger problems stay in float32.
 PRECISION_CHECK_FLOPS = 2e11
+
+
+def _regulator_gram(scaled: np.ndarray, sigma: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """Return the scaled Gram matrix A of regulator rows already divided by their sd.
+
+    Columns are divided by the same sds, constant regulators zeroed, and the result
+    symmetrised (the two triangles of streamed sums differ by rounding).
+    """
+    A = scaled / sigma[None, :]
+    A[dead, :] = 0.0
+    A[:, dead] = 0.0
+    return 0.5 * (A + A.T)
 
 
 def working_precision(

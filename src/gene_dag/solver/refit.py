@@ -161,12 +161,12 @@ def bic_order_refit(run: Run, core: Core) -> None:
 
     The equal-variance score of the constrained solve is not scale-invariant, and on
     standardised genes it tends to put hubs after their children (order_search.py).
-    The BIC with one noise variance per gene is, so its best order (found by BOSS from
-    the constrained solve's order) replaces it; the weights are then the convex lasso
-    the least-squares fit of each core gene on the parents the BIC selected: the
-    criterion chose the support, so its weights are the model's maximum-likelihood ones
-    (λ shaped only the starting order). Regulators outside the core that may regulate a
-    core gene are available to every core gene.
+    The BIC with one noise variance per gene is, so its best order (BOSS, from three
+    starts) replaces it; the weights are then the least-squares fit of each core gene on
+    the parents the BIC selected: the criterion chose the support, so its weights are the
+    model's maximum-likelihood ones (λ shaped only the constrained solve's start).
+    Regulators outside the core that may regulate a core gene are available to every
+    core gene.
     """
     prob, V, t = run.prob, run.V, run.prob.s.tuning
     q = core.rows.size

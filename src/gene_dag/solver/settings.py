@@ -49,19 +49,21 @@ class Tuning:
         (refit.support_refit).
     refine
         Greedy single-edge reversals after a whole-core solve, where they lower the score.
-    order_search, order_search_max, order_search_discount, order_search_gamma, order_search_starts, order_search_sweeps
+    order_search, order_search_max, order_search_discount, order_search_gamma
         On standardised data, a whole core of at most ``order_search_max`` genes takes its
         causal order from a best-order search on the Gaussian BIC
         (:mod:`gene_dag.solver.order_search`; scale-invariant, unlike the solve's
         equal-variance score), then the least-squares fit on the parents it selects; the
         penalty per parent is ``order_search_discount * log(n) / 2 + order_search_gamma *
-        log(p)`` (BIC; extended BIC for gamma > 0). The search starts from the constrained
-        solve's order, the order that puts the best-explained genes last
-        (:func:`gene_dag.solver.order_search.explained_last_order`) and seeded random
-        orders, ``order_search_starts`` in all, and keeps the best; each search makes at most ``order_search_sweeps`` sweeps over the genes.
-        Needs the number of cells. Off by default: on log-normalised single-cell counts
-        (thousands of cells, non-Gaussian) the BIC keeps several times the true number
-        of edges (BENCHMARKS.md, "Order search on the Gaussian BIC").
+        log(p)`` (BIC; extended BIC for gamma > 0). Needs the number of cells. Off by
+        default: on log-normalised single-cell counts (thousands of cells, non-Gaussian)
+        the BIC keeps several times the true number of edges (BENCHMARKS.md, "Opt-in: the
+        order from the Gaussian BIC").
+    order_search_starts, order_search_sweeps
+        The search starts from the constrained solve's order, the order that puts the
+        best-explained genes last (:func:`gene_dag.solver.order_search.explained_last_order`)
+        and seeded random orders, ``order_search_starts`` in all, and keeps the best; each
+        search makes at most ``order_search_sweeps`` sweeps over the genes.
     inner_max_iter, inner_ftol
         OWL-QN iterations per central-path stage and its relative objective tolerance.
     path_s_final

@@ -73,13 +73,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import compare_published as cp  # noqa: E402  (stdlib-only at import: thread settings still apply)
 
-SOLVERS = ("dagma", "gene-dag", "gene-dag raw-scale", "gene-dag bic-order", "gene-dag bic-order w0", "notears")
 GENE_DAG_VARIANTS = {
     "gene-dag": {},
     "gene-dag raw-scale": {"standardize": False},
     "gene-dag bic-order": {"tuning": {"order_search": True}},
     "gene-dag bic-order w0": {"tuning": {"order_search": True}, "w_threshold": 0.0},
 }
+SOLVERS = ("dagma", *GENE_DAG_VARIANTS, "notears")
 SCALES = ("raw", "standardised")
 GRAPH_ORDER = ("er2", "er4", "sf2", "sf4")
 PEER = "dagma"

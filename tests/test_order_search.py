@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from gene_dag.graph import topological_order
 from gene_dag.metrics import count_accuracy
@@ -62,6 +63,23 @@ def test_grow_shrink_keeps_forced_parents_and_never_takes_unavailable_ones():
     assert sel[0, weak] and not sel[0, true_parent] and not sel[0, t]
 
 
+def test_grow_shrink_survives_forced_parents_that_are_copies_of_each_other():
+    B, X = standardised_sem(8, "er", 2.0, 1000, seed=2)
+    X = np.column_stack([X, X[:, 0]])  # node 8 is node 0 again
+    n, C = X.shape[0], X.T @ X / X.shape[0]
+    t = 1 + int(np.argmax(B[:, 1:].sum(axis=0)))  # a target with parents, not node 0
+    available = np.ones((1, 9), dtype=bool)
+    available[0, t] = False
+    forced = np.zeros_like(available)
+    forced[0, [0, 8]] = True
+    scores, sel = grow_shrink(C, np.array([t]), available, forced, n_cells=n, penalty=bic_penalty(n))
+    assert np.isfinite(scores).all() and sel[0, forced[0]].all()
+    # the copies add nothing to each other: the residual is that of the selection without the copy
+    S = np.flatnonzero(sel[0, :8])
+    rss = C[t, t] - C[t, S] @ np.linalg.solve(C[np.ix_(S, S)], C[S, t])
+    assert scores[0] == pytest.approx(n / 2 * np.log(rss) + bic_penalty(n) * sel.sum(), rel=1e-6)
+
+
 @pytest.mark.parametrize(("graph", "epn", "seed"), [("sf", 2.0, 0), ("er", 2.0, 3)])
 def test_the_search_from_the_reverse_order_scores_as_well_as_the_true_order(graph, epn, seed):
     """Orientation within a Markov equivalence class is not identifiable on standardised
@@ -109,15 +127,59 @@ def test_a_search_stopped_by_its_sweep_limit_is_not_converged():
     assert res.sweeps == 1 and not res.converged
 
 
-def test_fit_on_standardised_data_orients_hubs_with_the_search(caplog):
+def test_fit_on_standardised_data_orients_hubs_with_the_search_by_default():
     B, X = standardised_sem(30, "sf", 2.0, 1000, seed=5)
-    with_search = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=True))
-    without = fit(X, device="cpu", return_result=True)
+    with_search = fit(X, device="cpu", return_result=True)
+    without = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=False))
     run = with_search.info["run"]
     assert run["refit_order"] == "bic_search" and run["order_search"]["converged"]
+    # a linear SEM: the BIC and the λ path agree on the size of the network
+    found = run["order_search"]
+    assert found["kept"] and found["edges"] <= 2 * found["path_edges"]
     shd_with = count_accuracy(B, with_search.adjacency)["shd"]
     shd_without = count_accuracy(B, without.adjacency)["shd"]
     assert shd_with < 0.5 * shd_without and shd_with <= 0.35 * B.sum(), (shd_with, shd_without)
+
+
+def nonlinear_counts(d: int, n: int, seed: int):
+    """Log-normalised Poisson counts of a Hill-function network, with library sizes: about 25 % zeros."""
+    rng = np.random.default_rng(seed)
+    B, _ = simulate_graph(d, graph_type="er", edges_per_node=1.5, seed=seed)
+    B = B.toarray() != 0
+    rate = np.zeros((n, d))
+    for j in topological_order(sp.csr_matrix(B), np.zeros(d)):
+        r = np.full(n, rng.uniform(0.5, 2.0))
+        for p in np.flatnonzero(B[:, j]):
+            h = rate[:, p] ** 4 / (np.median(rate[:, p]) ** 4 + rate[:, p] ** 4)
+            r += 4 * (h if rng.random() < 0.7 else 1 - h)
+        rate[:, j] = r * rng.lognormal(0, 0.3, size=n)
+    counts = rng.poisson(rate * rng.lognormal(0, 0.4, size=(n, 1)) * 0.5)
+    size = counts.sum(1, keepdims=True).clip(1)
+    return B, np.log1p(counts / size * size.mean())
+
+
+def test_on_nonlinear_counts_the_search_is_not_kept(caplog):
+    B, X = nonlinear_counts(40, 3000, seed=0)
+    with caplog.at_level(logging.INFO):
+        res = fit(X, device="cpu", return_result=True)
+    path = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=False))
+    found = res.info["run"]["order_search"]
+    # with thousands of cells every weak dependence passes the BIC penalty
+    assert not found["kept"] and found["edges"] > 2 * found["path_edges"]
+    assert found["starts"] == 1  # it stopped at the first start that broke the limit
+    assert res.info["run"]["refit_order"] == "none (support)"
+    assert (res.adjacency != path.adjacency).nnz == 0
+    assert "the linear Gaussian model does not describe these data" in caplog.text
+    forced = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search_max_edge_ratio=None))
+    assert count_accuracy(B, forced.adjacency)["fdr"] > count_accuracy(B, path.adjacency)["fdr"]
+
+
+def test_a_rejected_search_leaves_the_path_network_unchanged():
+    _, X = standardised_sem(30, "er", 2.0, 1000, seed=2)
+    rejected = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search_max_edge_ratio=0.5))
+    path = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=False))
+    assert rejected.info["run"]["order_search"]["kept"] is False
+    assert (rejected.adjacency != path.adjacency).nnz == 0
 
 
 def test_an_unfinished_order_search_is_warned_and_flagged(caplog):
@@ -171,3 +233,11 @@ def test_the_explained_last_start_is_an_order_of_the_targets_only():
     # its last target is the one with the highest R² given every other node
     r2 = 1 - 1 / np.diag(np.linalg.inv(C))
     assert order[-1] == int(np.argmax(r2[3:]))
+
+
+@pytest.mark.parametrize("ratio", [0.0, -1.0, float("nan")])
+def test_an_edge_ratio_that_is_not_positive_is_refused(ratio):
+    from gene_dag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="order_search_max_edge_ratio"):
+        fit(np.zeros((5, 3)), device="cpu", tuning={"order_search_max_edge_ratio": ratio})

@@ -40,10 +40,10 @@ from gene_dag.solver.lasso import lasso_columns, lipschitz
 from gene_dag.solver.postprocess import threshold_to_dag
 from gene_dag.solver.problem import Problem, required_gene_matrix, to_gene_matrix, total_score
 from gene_dag.solver.refit import (
-    bic_order_refit,
     complete_in_order,
     least_residual_core,
     order_refit,
+    path_or_bic_refit,
     refine_core,
     support_refit,
 )
@@ -334,8 +334,8 @@ def core_stage(run: Run, core: Core) -> bool:
     elif core.active_set or (t.refit and not run.prob.s.standardize):
         order_refit(run, core)
     elif t.refit and _bic_order_applies(run, core):
-        bic_order_refit(run, core)
-        refine = False  # reversals on the equal-variance score would undo the BIC's order
+        path_or_bic_refit(run, core, refine=refine)
+        refine = False  # done on the path's network; reversals on its score would undo the BIC's order
     elif t.refit:
         support_refit(run, core)
     if refine:
@@ -345,7 +345,7 @@ def core_stage(run: Run, core: Core) -> bool:
 
 
 def _bic_order_applies(run: Run, core: Core) -> bool:
-    """Whether the standardised whole core gets the order search on the BIC (refit.bic_order_refit)."""
+    """Whether the standardised whole core gets the order search on the BIC (refit.path_or_bic_refit)."""
     t = run.prob.s.tuning
     if not t.order_search or run.n_cells is None:
         return False

@@ -178,7 +178,10 @@ def _shrink(C, targets, picked, forced, *, rss, n_cells, penalty, sel) -> np.nda
     idx = np.where(on, packed, 0)
     Css = C[idx[:, :, None], idx[:, None, :]] * (on[:, :, None] & on[:, None, :])
     Css[:, np.arange(width), np.arange(width)] += ~on
-    inv = np.linalg.inv(Css)
+    try:
+        inv = np.linalg.inv(Css)
+    except np.linalg.LinAlgError:  # forced parents that are constant or collinear
+        inv = np.linalg.pinv(Css, hermitian=True)
     beta = np.einsum("bij,bj->bi", inv, np.where(on, C[idx, targets[todo][:, None]], 0.0))
     removable = on & ~forced[todo[:, None], idx]
     rows = np.arange(todo.size)

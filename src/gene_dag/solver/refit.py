@@ -156,7 +156,7 @@ def support_refit(run: Run, core: Core) -> None:
     run.info.update(refit_iterations=res.iterations, refit_converged=res.converged, refit_order="none (support)")
 
 
-def bic_order_refit(run: Run, core: Core) -> None:
+def bic_order_refit(run: Run, core: Core, *, max_edges: float | None = None) -> bool:
     """Standardised whole core: search the order on the Gaussian BIC and fit the parents it selects.
 
     The equal-variance score of the constrained solve is not scale-invariant, and on
@@ -167,6 +167,9 @@ def bic_order_refit(run: Run, core: Core) -> None:
     model's maximum-likelihood ones (λ shaped only the constrained solve's start).
     Regulators outside the core that may regulate a core gene are available to every
     core gene.
+
+    Returns False, with the weights left as they were, as soon as the best network so
+    far has more than ``max_edges`` edges at the network's threshold.
     """
     prob, V, t = run.prob, run.V, run.prob.s.tuning
     q = core.rows.size
@@ -179,30 +182,82 @@ def bic_order_refit(run: Run, core: Core) -> None:
     starts = [topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows]), explained_last_order(C, q)]
     starts = starts[: max(t.order_search_starts, 1)]
     starts += [rng.permutation(q) for _ in range(t.order_search_starts - len(starts))]
-    found = None
+    found, weights = None, None
     for i, start in enumerate(starts, 1):
         trial = best_order_search(
             C,
             run.n_cells,
             start,
             allowed=core.allowed[nodes, :q],
-            required=core.required[nodes, :q],
+            # a constant gene can carry no weight: its required edges are reported missing
+            required=core.required[nodes, :q] & (np.diag(C) > 0)[:, None],
             penalty_discount=t.order_search_discount,
             gamma=t.order_search_gamma,
             max_sweeps=t.order_search_sweeps,
             deadline=run.deadline,
         )
         log.info("order search start %d/%d: BIC %.6g after %d sweep(s)", i, len(starts), trial.score, trial.sweeps)
-        found = trial if found is None or trial.score < found.score else found
-    V[:, prob.R[core.rows]] = _least_squares_on(found.parents, C, nodes, prob.k).to(V.device, V.dtype)
+        if found is None or trial.score < found.score:
+            found, weights = trial, _least_squares_on(trial.parents, C, nodes, prob.k)
+        record = {"bic": found.score, "sweeps": found.sweeps, "converged": found.converged, "starts": i}
+        record["edges"] = _edges_above_threshold(prob, weights)
+        if max_edges is not None and record["edges"] > max_edges:
+            run.info["order_search"] = record
+            return False
+    V[:, prob.R[core.rows]] = weights.to(V.device, V.dtype)
     run.state["solved_order"] = torch.as_tensor(prob.R[core.rows][found.order])
-    run.info.update(
-        refit_order="bic_search",
-        order_search={"bic": found.score, "sweeps": found.sweeps, "converged": found.converged, "starts": len(starts)},
+    run.info.update(refit_order="bic_search", order_search=record)
+    log.info("order search: BIC %.6g after %d sweep(s), %d edges", found.score, found.sweeps, record["edges"])
+    return True
+
+
+def path_or_bic_refit(run: Run, core: Core, *, refine: bool) -> None:
+    """Standardised whole core: the λ path's network or the BIC order search's, whichever fits the data.
+
+    First the support refit (and the reversal refinement when ``refine``) of the path's
+    network; then the order search (:func:`bic_order_refit`), kept when its network has
+    at most ``order_search_max_edge_ratio`` times the path's edges. Under a linear SEM
+    both criteria are consistent and choose supports of similar size; when the linear
+    Gaussian model does not describe the data (nonlinear regulation, dropout), every
+    weak dependence passes the BIC's penalty with thousands of cells, and its network
+    grows several times larger than the path's: the path's network is then kept. With
+    the ratio ``None`` the search's network is kept without the path's refit.
+    """
+    prob, t = run.prob, run.prob.s.tuning
+    if t.order_search_max_edge_ratio is None:
+        bic_order_refit(run, core)
+        _warn_unless_converged(run.info["order_search"])
+        return
+    support_refit(run, core)
+    if refine:
+        refine_core(run, core)
+    cols = torch.as_tensor(prob.R[core.rows], device=run.V.device)
+    path_edges = _edges_above_threshold(prob, run.V[:, cols])
+    kept = bic_order_refit(run, core, max_edges=t.order_search_max_edge_ratio * max(path_edges, 1))
+    found = run.info["order_search"]
+    found.update(path_edges=path_edges, kept=kept)
+    if kept:
+        _warn_unless_converged(found)
+        return
+    log.info(
+        "order search: the BIC keeps %d edges, over %g times the λ path's %d: the linear Gaussian model does "
+        "not describe these data (nonlinear regulation, dropout), so the path's network is kept",
+        found["edges"],
+        t.order_search_max_edge_ratio,
+        path_edges,
     )
-    if not found.converged:
-        log.warning("order search: stopped after %d sweep(s) before a local optimum of the BIC", found.sweeps)
-    log.info("order search: BIC %.6g after %d sweep(s), %d edges", found.score, found.sweeps, found.parents.sum())
+
+
+def _edges_above_threshold(prob: Problem, weights: torch.Tensor) -> int:
+    """Return the number of entries of k × q scaled weights at or above the network's threshold."""
+    W = weights.double().cpu().numpy() / prob.sigma[:, None]
+    return int((np.abs(W) >= prob.s.w_threshold).sum())
+
+
+def _warn_unless_converged(found: dict) -> None:
+    """WARNING when the kept order search stopped (sweep limit or time) before a local optimum."""
+    if not found["converged"]:
+        log.warning("order search: stopped after %d sweep(s) before a local optimum of the BIC", found["sweeps"])
 
 
 def _least_squares_on(parents: np.ndarray, C: np.ndarray, nodes: np.ndarray, k: int) -> torch.Tensor:

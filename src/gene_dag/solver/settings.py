@@ -50,15 +50,20 @@ class Tuning:
     refine
         Greedy single-edge reversals after a whole-core solve, where they lower the score.
     order_search, order_search_max, order_search_discount, order_search_gamma
-        On standardised data, a whole core of at most ``order_search_max`` genes takes its
-        causal order from a best-order search on the Gaussian BIC
+        On standardised data, a whole core of at most ``order_search_max`` genes also takes
+        a causal order from a best-order search on the Gaussian BIC
         (:mod:`gene_dag.solver.order_search`; scale-invariant, unlike the solve's
         equal-variance score), then the least-squares fit on the parents it selects; the
         penalty per parent is ``order_search_discount * log(n) / 2 + order_search_gamma *
-        log(p)`` (BIC; extended BIC for gamma > 0). Needs the number of cells. Off by
-        default: on log-normalised single-cell counts (thousands of cells, non-Gaussian)
-        the BIC keeps several times the true number of edges (BENCHMARKS.md, "Opt-in: the
-        order from the Gaussian BIC").
+        log(p)`` (BIC; extended BIC for gamma > 0). Needs the number of cells.
+    order_search_max_edge_ratio
+        The search's network replaces the λ path's only when it has at most this many
+        times the path's edges (``None``: always). Where the linear Gaussian model
+        holds the two criteria choose supports of similar size (the lasso's a little
+        smaller); where it does not (nonlinear regulation, dropout: log-normalised
+        single-cell counts), thousands of cells let every weak dependence pass the BIC
+        penalty, and its network is several times the true one (BENCHMARKS.md, "The order
+        from the Gaussian BIC").
     order_search_starts, order_search_sweeps
         The search starts from the constrained solve's order, the order that puts the
         best-explained genes last (:func:`gene_dag.solver.order_search.explained_last_order`)
@@ -118,10 +123,11 @@ class Tuning:
     refit: bool = True
     support_refit_threshold: float = 0.05
     refine: bool = True
-    order_search: bool = False
+    order_search: bool = True
     order_search_max: int = 300
     order_search_discount: float = 1.0
     order_search_gamma: float = 0.0
+    order_search_max_edge_ratio: float | None = 2.0
     order_search_starts: int = 3
     order_search_sweeps: int = 20
     inner_max_iter: int = 200
@@ -287,6 +293,8 @@ def _check_numbers(s: SolverSettings) -> None:
         raise ConfigError("screen must be auto, on or off, screen_lambda_factor > 0 and screen_max_parents >= 1")
     if t.core_order not in ("auto", "central_path"):
         raise ConfigError(f"core_order must be auto or central_path, not {t.core_order!r}")
+    if t.order_search_max_edge_ratio is not None and not t.order_search_max_edge_ratio > 0:
+        raise ConfigError("order_search_max_edge_ratio must be > 0 or None")
     if t.precision not in ("auto", "float32", "float64"):
         raise ConfigError(f"precision must be auto, float32 or float64, not {t.precision!r}")
 

@@ -166,7 +166,6 @@ def test_on_nonlinear_counts_the_search_is_not_kept(caplog):
     found = res.info["run"]["order_search"]
     # with thousands of cells every weak dependence passes the BIC penalty
     assert not found["kept"] and found["edges"] > 2 * found["path_edges"]
-    assert found["starts"] == 1  # it stopped at the first start that broke the limit
     assert res.info["run"]["refit_order"] == "none (support)"
     assert (res.adjacency != path.adjacency).nnz == 0
     assert "the linear Gaussian model does not describe these data" in caplog.text

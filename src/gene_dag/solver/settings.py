@@ -62,13 +62,13 @@ class Tuning:
         holds the two criteria choose supports of similar size (the lasso's a little
         smaller); where it does not (nonlinear regulation, dropout: log-normalised
         single-cell counts), thousands of cells let every weak dependence pass the BIC
-        penalty, and its network is several times the true one (BENCHMARKS.md, "The order
-        from the Gaussian BIC").
+        penalty, and its network is several times the true one (BENCHMARKS.md, "This
+        version: the order from the Gaussian BIC by default").
     order_search_starts, order_search_sweeps
-        The search starts from the constrained solve's order, the order that puts the
-        best-explained genes last (:func:`gene_dag.solver.order_search.explained_last_order`)
-        and seeded random orders, ``order_search_starts`` in all, and keeps the best; each
-        search makes at most ``order_search_sweeps`` sweeps over the genes.
+        The search starts from the order that puts the best-explained genes last
+        (:func:`gene_dag.solver.order_search.explained_last_order`), the constrained
+        solve's order and seeded random orders, ``order_search_starts`` in all, and keeps
+        the best; each search makes at most ``order_search_sweeps`` sweeps over the genes.
     inner_max_iter, inner_ftol
         OWL-QN iterations per central-path stage and its relative objective tolerance.
     path_s_final

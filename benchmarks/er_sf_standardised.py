@@ -19,9 +19,9 @@ with three more axes:
 * solver variants: ``dagma`` (``DagmaLinear(loss_type="l2").fit(X, lambda1=0.02)``, the
   README usage, w_threshold 0.3), ``gene-dag`` (``gene_dag.fit(X)``, every default as it
   is when run), ``gene-dag raw-scale`` (``gene_dag.fit(X, standardize=False)``) and
-  ``gene-dag no order search`` (``tuning={"order_search": False}``: the standardised
+  ``gene-dag no order search`` (``order_search="never"``: the standardised
   core without the best-order search on the Gaussian BIC, the defaults before it) and
-  ``gene-dag bic-order`` (``tuning={"order_search_max_edge_ratio": None}``: the search's
+  ``gene-dag bic-order`` (``order_search="always"``: the search's
   network kept whatever its size; ``w0``: the same with ``w_threshold=0``, every edge
   the BIC selected).
   gene-dag runs in this process after one untimed warm-up fit; each gene-dag run
@@ -78,9 +78,9 @@ import compare_published as cp  # noqa: E402  (stdlib-only at import: thread set
 GENE_DAG_VARIANTS = {
     "gene-dag": {},
     "gene-dag raw-scale": {"standardize": False},
-    "gene-dag no order search": {"tuning": {"order_search": False}},
-    "gene-dag bic-order": {"tuning": {"order_search_max_edge_ratio": None}},
-    "gene-dag bic-order w0": {"tuning": {"order_search_max_edge_ratio": None}, "w_threshold": 0.0},
+    "gene-dag no order search": {"order_search": "never"},
+    "gene-dag bic-order": {"order_search": "always"},
+    "gene-dag bic-order w0": {"order_search": "always", "w_threshold": 0.0},
 }
 SOLVERS = ("dagma", *GENE_DAG_VARIANTS, "notears")
 SCALES = ("raw", "standardised")

@@ -98,14 +98,14 @@ GENE_DAG_VARIANTS = {
     "gene-dag w_threshold=0.05": ({"w_threshold": 0.05}, "log"),
     "gene-dag scaled": ({}, "scaled"),
     "gene-dag continuous": ({}, "log"),
-    "gene-dag no order search": ({"tuning": {"order_search": False}}, "log"),
-    "gene-dag bic-order": ({"tuning": {"order_search_max_edge_ratio": None}}, "log"),
+    "gene-dag no order search": ({"order_search": "never"}, "log"),
+    "gene-dag bic-order": ({"order_search": "always"}, "log"),
     "gene-dag bic-order gamma=0.5": (
-        {"tuning": {"order_search_max_edge_ratio": None, "order_search_gamma": 0.5}},
+        {"order_search": "always", "tuning": {"order_search_gamma": 0.5}},
         "log",
     ),
     "gene-dag bic-order gamma=1": (
-        {"tuning": {"order_search_max_edge_ratio": None, "order_search_gamma": 1.0}},
+        {"order_search": "always", "tuning": {"order_search_gamma": 1.0}},
         "log",
     ),
 }

@@ -19,6 +19,7 @@ def test_the_cli_takes_its_defaults_from_the_settings():
         "lambda1",
         "w_threshold",
         "standardize",
+        "order_search",
         "stability_resamples",
         "stability_fraction",
         "stability_min_frequency",

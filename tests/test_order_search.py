@@ -130,7 +130,7 @@ def test_a_search_stopped_by_its_sweep_limit_is_not_converged():
 def test_fit_on_standardised_data_orients_hubs_with_the_search_by_default():
     B, X = standardised_sem(30, "sf", 2.0, 1000, seed=5)
     with_search = fit(X, device="cpu", return_result=True)
-    without = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=False))
+    without = fit(X, device="cpu", return_result=True, order_search="never")
     run = with_search.info["run"]
     assert run["refit_order"] == "bic_search" and run["order_search"]["converged"]
     # a linear SEM: the BIC and the λ path agree on the size of the network
@@ -162,21 +162,21 @@ def test_on_nonlinear_counts_the_search_is_not_kept(caplog):
     B, X = nonlinear_counts(40, 3000, seed=0)
     with caplog.at_level(logging.INFO):
         res = fit(X, device="cpu", return_result=True)
-    path = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=False))
+    path = fit(X, device="cpu", return_result=True, order_search="never")
     found = res.info["run"]["order_search"]
     # with thousands of cells every weak dependence passes the BIC penalty
     assert not found["kept"] and found["edges"] > 2 * found["path_edges"]
     assert res.info["run"]["refit_order"] == "none (support)"
     assert (res.adjacency != path.adjacency).nnz == 0
     assert "the linear Gaussian model does not describe these data" in caplog.text
-    forced = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search_max_edge_ratio=None))
+    forced = fit(X, device="cpu", return_result=True, order_search="always")
     assert count_accuracy(B, forced.adjacency)["fdr"] > count_accuracy(B, path.adjacency)["fdr"]
 
 
 def test_a_rejected_search_leaves_the_path_network_unchanged():
     _, X = standardised_sem(30, "er", 2.0, 1000, seed=2)
     rejected = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search_max_edge_ratio=0.5))
-    path = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=False))
+    path = fit(X, device="cpu", return_result=True, order_search="never")
     assert rejected.info["run"]["order_search"]["kept"] is False
     assert (rejected.adjacency != path.adjacency).nnz == 0
 
@@ -188,7 +188,7 @@ def test_an_unfinished_order_search_is_warned_and_flagged(caplog):
             X,
             device="cpu",
             return_result=True,
-            tuning=Tuning(order_search=True, order_search_sweeps=1, order_search_starts=1),
+            tuning=Tuning(order_search_sweeps=1, order_search_starts=1),
         )
     assert res.info["run"]["order_search"]["converged"] is False
     assert "order search: stopped after 1 sweep(s)" in caplog.text
@@ -207,7 +207,7 @@ def test_the_extended_bic_penalty_gives_a_sparser_dag():
 def test_a_core_above_the_size_limit_keeps_the_support_refit(caplog):
     _, X = standardised_sem(30, "sf", 2.0, 500, seed=1)
     with caplog.at_level(logging.INFO):
-        res = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=True, order_search_max=20))
+        res = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search_max=20))
     assert res.info["run"]["refit_order"] == "none (support)"
     assert "above order_search_max = 20" in caplog.text
 
@@ -215,7 +215,7 @@ def test_a_core_above_the_size_limit_keeps_the_support_refit(caplog):
 def test_a_constant_gene_does_not_break_the_search():
     B, X = standardised_sem(15, "er", 2.0, 800, seed=3)
     X[:, 4] = 0.0
-    res = fit(X, device="cpu", return_result=True, tuning=Tuning(order_search=True))
+    res = fit(X, device="cpu", return_result=True)
     assert np.isfinite(res.info["run"]["order_search"]["bic"])
     W = res.adjacency.toarray()
     assert not W[4].any() and not W[:, 4].any()
@@ -240,3 +240,10 @@ def test_an_edge_ratio_that_is_not_positive_is_refused(ratio):
 
     with pytest.raises(ConfigError, match="order_search_max_edge_ratio"):
         fit(np.zeros((5, 3)), device="cpu", tuning={"order_search_max_edge_ratio": ratio})
+
+
+def test_an_unknown_order_search_mode_is_refused():
+    from gene_dag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="order_search must be one of auto, always, never, not 'off'"):
+        fit(np.zeros((5, 3)), device="cpu", order_search="off")

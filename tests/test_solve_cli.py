@@ -392,3 +392,23 @@ def test_run_stopped_in_the_least_residual_core_resumes_to_the_same_graph(tmp_pa
     resumed = fit(adata, checkpoint=ckpt, device="cpu", standardize=False, return_result=True)
     assert resumed.info["run"]["core_order"] == "least_residual"
     assert edges(resumed.adjacency) == edges(ref.adjacency)
+
+
+def test_order_search_option_reaches_the_solver(tmp_path):
+    # standardised linear SEM (the default scale): the search's network is kept under auto
+    ad = write_data(tmp_path / "in.h5ad", d=20, n=2000, graph_type="er", edges_per_node=2.0, seed=2)
+    truth = sp.csr_matrix(ad.varp["true_dag"]).toarray() != 0
+    runs = {}
+    for mode in ("auto", "never"):
+        out = tmp_path / f"{mode}.h5ad"
+        assert (
+            main(["solve", str(tmp_path / "in.h5ad"), "--out", str(out), "--device", "cpu", "--order-search", mode])
+            == 0
+        )
+        runs[mode] = anndata.read_h5ad(out)
+    auto, never = (runs[m].uns["gene_dag"] for m in ("auto", "never"))
+    assert auto["parameters"]["order_search"] == "auto" and never["parameters"]["order_search"] == "never"
+    assert auto["run"]["refit_order"] == "bic_search" and bool(auto["run"]["order_search"]["kept"])
+    assert "order_search" not in never["run"] and never["run"]["refit_order"] != "bic_search"
+    shd = {m: count_accuracy(truth, runs[m].varp["gene_dag"])["shd"] for m in runs}
+    assert shd["auto"] < shd["never"], shd

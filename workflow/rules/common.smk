@@ -375,6 +375,7 @@ def _solver_args(dataset_name, *, resamples):
         "--lambda1", _auto(settings["lambda1"]),
         "--w-threshold", _auto(settings["w_threshold"]),
         "--standardize" if settings["standardize"] else "--no-standardize",
+        "--order-search", settings["order_search"],
         "--acyclicity", settings["acyclicity"],
         "--device", settings["device"],
         "--seed", CONFIG["seed"],

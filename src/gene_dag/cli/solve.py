@@ -19,7 +19,13 @@ from gene_dag.cli._types import (
     positive_int,
     seed,
 )
-from gene_dag.solver.settings import ACYCLICITY_CHOICES, DEFAULTS, RAW_W_THRESHOLD, STANDARDIZED_W_THRESHOLD
+from gene_dag.solver.settings import (
+    ACYCLICITY_CHOICES,
+    DEFAULTS,
+    ORDER_SEARCH_CHOICES,
+    RAW_W_THRESHOLD,
+    STANDARDIZED_W_THRESHOLD,
+)
 
 log = logging.getLogger("gene_dag.solve")
 
@@ -82,7 +88,7 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
 def solver_options(args: argparse.Namespace) -> dict:
     """Return the keyword options of :func:`gene_dag.tl.learn_dag` that :func:`add_solver_options` parsed."""
     names = (
-        "regulators", "prior", "groupby", "lambda1", "w_threshold", "standardize", "stability_resamples",
+        "regulators", "prior", "groupby", "lambda1", "w_threshold", "standardize", "order_search", "stability_resamples",
         "stability_fraction", "stability_min_frequency", "acyclicity", "device", "memory_gb", "core_threads",
         "seed",
     )  # fmt: skip
@@ -109,6 +115,13 @@ def _add_sparsity_options(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS["standardize"],
         help="solve on standardised genes (default); --no-standardize solves on the data's units",
+    )
+    p.add_argument(
+        "--order-search",
+        choices=ORDER_SEARCH_CHOICES,
+        default=DEFAULTS["order_search"],
+        help="standardised cores of at most 300 genes: orient by a best-order search on the Gaussian BIC; auto "
+        "(default) keeps its network when it has at most twice the lambda path's edges, always keeps it, never skips it",
     )
     p.add_argument(
         "--groupby",

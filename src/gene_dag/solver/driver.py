@@ -347,7 +347,7 @@ def core_stage(run: Run, core: Core) -> bool:
 def _bic_order_applies(run: Run, core: Core) -> bool:
     """Whether the standardised whole core gets the order search on the BIC (refit.path_or_bic_refit)."""
     t = run.prob.s.tuning
-    if not t.order_search or run.n_cells is None:
+    if run.prob.s.order_search == "never" or run.n_cells is None:
         return False
     if core.rows.size > t.order_search_max:
         log.info(

@@ -225,10 +225,10 @@ def path_or_bic_refit(run: Run, core: Core, *, refine: bool) -> None:
     Gaussian model does not describe the data (nonlinear regulation, dropout), every
     weak dependence passes the BIC's penalty with thousands of cells, and its network
     grows several times larger than the path's: the path's network is then kept. With
-    the ratio ``None`` the search's network is kept without the path's refit.
+    ``order_search="always"`` the search's network is kept without the path's refit.
     """
     prob, t = run.prob, run.prob.s.tuning
-    if t.order_search_max_edge_ratio is None:
+    if prob.s.order_search == "always":
         bic_order_refit(run, core)
         _warn_unless_converged(run.info["order_search"])
         return

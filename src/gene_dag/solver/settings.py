@@ -18,6 +18,9 @@ from typing import Any
 from gene_dag.errors import ConfigError
 
 ACYCLICITY_CHOICES = ("auto", "expm", "logdet", "spectral")
+#: ``SolverSettings.order_search``: checked against the λ path, kept whatever its size, or
+#: never run ("never" rather than "off", which YAML reads as false).
+ORDER_SEARCH_CHOICES = ("auto", "always", "never")
 #: What ``w_threshold=None`` means on standardised genes: the standardised effect below
 #: which edges are dropped (set from the realistic single-cell benchmark, BENCHMARKS.md).
 STANDARDIZED_W_THRESHOLD = 0.05
@@ -49,16 +52,14 @@ class Tuning:
         (refit.support_refit).
     refine
         Greedy single-edge reversals after a whole-core solve, where they lower the score.
-    order_search, order_search_max, order_search_discount, order_search_gamma
-        On standardised data, a whole core of at most ``order_search_max`` genes also takes
-        a causal order from a best-order search on the Gaussian BIC
-        (:mod:`gene_dag.solver.order_search`; scale-invariant, unlike the solve's
-        equal-variance score), then the least-squares fit on the parents it selects; the
-        penalty per parent is ``order_search_discount * log(n) / 2 + order_search_gamma *
-        log(p)`` (BIC; extended BIC for gamma > 0). Needs the number of cells.
+    order_search_max, order_search_discount, order_search_gamma
+        The best-order search on the Gaussian BIC (``SolverSettings.order_search``;
+        :mod:`gene_dag.solver.order_search`) runs on whole cores of at most
+        ``order_search_max`` genes; the penalty per parent is ``order_search_discount *
+        log(n) / 2 + order_search_gamma * log(p)`` (BIC; extended BIC for gamma > 0).
     order_search_max_edge_ratio
-        The search's network replaces the λ path's only when it has at most this many
-        times the path's edges (``None``: always). Where the linear Gaussian model
+        With ``order_search="auto"``, the search's network replaces the λ path's only when
+        it has at most this many times the path's edges. Where the linear Gaussian model
         holds the two criteria choose supports of similar size (the lasso's a little
         smaller); where it does not (nonlinear regulation, dropout: log-normalised
         single-cell counts), thousands of cells let every weak dependence pass the BIC
@@ -123,11 +124,10 @@ class Tuning:
     refit: bool = True
     support_refit_threshold: float = 0.05
     refine: bool = True
-    order_search: bool = True
     order_search_max: int = 300
     order_search_discount: float = 1.0
     order_search_gamma: float = 0.0
-    order_search_max_edge_ratio: float | None = 2.0
+    order_search_max_edge_ratio: float = 2.0
     order_search_starts: int = 3
     order_search_sweeps: int = 20
     inner_max_iter: int = 200
@@ -175,6 +175,18 @@ class SolverSettings:
         rest on the data's non-variance structure only and are less certain (see
         ``stability_resamples``). ``False`` solves on the data as given (right when the
         noise variances are comparable across genes, as in simulations with unit noise).
+    order_search
+        With ``standardize``, how the genes of a cycle core of at most 300 genes (all genes
+        without a regulator list; the regulators with one) are oriented. Standardised
+        genes carry no variance order, and the λ path's network, solved on the
+        equal-variance score, tends to put hubs after their children; a best-order search
+        on the Gaussian BIC with one noise variance per gene is scale-invariant.
+        ``"auto"`` (default): run the search and keep its network when it has at most
+        twice the path's edges, the case when a linear Gaussian model describes the data;
+        on log-normalised single-cell counts (nonlinear regulation, dropout) it has several
+        times more and the path's network is kept, at the cost of one start of the search.
+        ``"always"``: keep the search's network whatever its size. ``"never"``: the λ path's
+        network only (fastest). What happened is in ``uns[...]["run"]["order_search"]``.
     stability_resamples
         Number B of resamples of cells for edge selection and orientation frequencies
         (0, default: none). Subsamples are unions of disjoint chunks of cells whose
@@ -216,6 +228,7 @@ class SolverSettings:
     lambda1: float | None = None
     w_threshold: float | None = None
     standardize: bool = True
+    order_search: str = "auto"
     acyclicity: str = "auto"
     device: str = "auto"
     memory_gb: float = 2.0
@@ -252,6 +265,8 @@ def settings_from(*, tuning: Tuning | dict | None = None, **options: Any) -> Sol
         tuning = Tuning(**tuning)
     s = SolverSettings(**options, tuning=tuning or Tuning())
     _check_numbers(s)
+    if s.order_search not in ORDER_SEARCH_CHOICES:
+        raise ConfigError(f"order_search must be one of {', '.join(ORDER_SEARCH_CHOICES)}, not {s.order_search!r}")
     if s.acyclicity not in ACYCLICITY_CHOICES:
         raise ConfigError(f"acyclicity must be one of {', '.join(ACYCLICITY_CHOICES)}, not {s.acyclicity!r}")
     if s.device not in ("auto", "cpu", "cuda") and not s.device.startswith("cuda:"):
@@ -293,8 +308,8 @@ def _check_numbers(s: SolverSettings) -> None:
         raise ConfigError("screen must be auto, on or off, screen_lambda_factor > 0 and screen_max_parents >= 1")
     if t.core_order not in ("auto", "central_path"):
         raise ConfigError(f"core_order must be auto or central_path, not {t.core_order!r}")
-    if t.order_search_max_edge_ratio is not None and not t.order_search_max_edge_ratio > 0:
-        raise ConfigError("order_search_max_edge_ratio must be > 0 or None")
+    if not t.order_search_max_edge_ratio > 0:
+        raise ConfigError(f"order_search_max_edge_ratio must be > 0, not {t.order_search_max_edge_ratio}")
     if t.precision not in ("auto", "float32", "float64"):
         raise ConfigError(f"precision must be auto, float32 or float64, not {t.precision!r}")
 

@@ -247,3 +247,35 @@ def test_an_unknown_order_search_mode_is_refused():
 
     with pytest.raises(ConfigError, match="order_search must be one of auto, always, never, not 'off'"):
         fit(np.zeros((5, 3)), device="cpu", order_search="off")
+
+
+def test_a_search_stopped_by_sigterm_resumes_after_its_last_finished_start(tmp_path, monkeypatch, caplog):
+    import os
+    import signal
+
+    from gene_dag.signals import Interrupted, stop_on_signals
+    from gene_dag.solver import refit
+
+    B, X = standardised_sem(30, "sf", 2.0, 1000, seed=5)
+    reference = fit(X, device="cpu", return_result=True)
+    assert reference.info["run"]["order_search"]["starts"] == 3
+    calls, search = [], refit.best_order_search
+
+    def counted(*args, stop_at: int | None = None, **kwargs):
+        calls.append(len(calls) + 1)
+        if calls[-1] == stop_at:  # a scheduler's time limit during this start
+            os.kill(os.getpid(), signal.SIGTERM)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(refit, "best_order_search", lambda *a, **k: counted(*a, stop_at=2, **k))
+    with pytest.raises(Interrupted), stop_on_signals():
+        fit(X, device="cpu", checkpoint=tmp_path)
+    assert calls == [1, 2]
+    calls.clear()
+    monkeypatch.setattr(refit, "best_order_search", counted)
+    with caplog.at_level(logging.INFO):
+        resumed = fit(X, device="cpu", checkpoint=tmp_path, return_result=True)
+    assert calls == [1, 2]  # the second and third starts only
+    assert "order search: resumed after 1 start(s) from the checkpoint" in caplog.text
+    assert resumed.info["run"]["order_search"] == reference.info["run"]["order_search"]
+    assert (resumed.adjacency != reference.adjacency).nnz == 0

@@ -25,7 +25,7 @@ import torch
 from gene_dag.graph import topological_order
 from gene_dag.solver import score
 from gene_dag.solver.lasso import lasso_columns
-from gene_dag.solver.order_search import best_order_search, explained_last_order
+from gene_dag.solver.order_search import OrderSearchResult, best_order_search, explained_last_order
 from gene_dag.solver.ordering import LEAST_RESIDUAL_MAX, ordered_residuals, screened_ordered_residuals
 from gene_dag.solver.penalty import l1_value
 from gene_dag.solver.postprocess import threshold_to_dag
@@ -166,7 +166,8 @@ def bic_order_refit(run: Run, core: Core, *, max_edges: float | None = None) -> 
     the parents the BIC selected: the criterion chose the support, so its weights are the
     model's maximum-likelihood ones (λ shaped only the constrained solve's start).
     Regulators outside the core that may regulate a core gene are available to every
-    core gene.
+    core gene. The best network after each start is checkpointed: a resumed run goes on
+    with the next start.
 
     Returns False, with the weights left as they were, as soon as the best network so
     far has more than ``max_edges`` edges at the network's threshold (from the first
@@ -185,23 +186,19 @@ def bic_order_refit(run: Run, core: Core, *, max_edges: float | None = None) -> 
     starts = [explained_last_order(C, q), topological_order(core_dag(prob, V, core.rows), prob.sigma[core.rows])]
     starts = starts[: max(t.order_search_starts, 1)]
     starts += [rng.permutation(q) for _ in range(t.order_search_starts - len(starts))]
-    found, weights = None, None
-    for i, start in enumerate(starts, 1):
-        trial = best_order_search(
-            C,
-            run.n_cells,
-            start,
-            allowed=core.allowed[nodes, :q],
-            # a constant gene can carry no weight: its required edges are reported missing
-            required=core.required[nodes, :q] & (np.diag(C) > 0)[:, None],
-            penalty_discount=t.order_search_discount,
-            gamma=t.order_search_gamma,
-            max_sweeps=t.order_search_sweeps,
-            deadline=run.deadline,
-        )
-        log.info("order search start %d/%d: BIC %.6g after %d sweep(s)", i, len(starts), trial.score, trial.sweeps)
-        if found is None or trial.score < found.score:
-            found, weights = trial, _least_squares_on(trial.parents, C, nodes, prob.k)
+    found, done = _resumed_search(run)
+    fitted = None  # the result whose least-squares weights are in `weights`
+    for i in range(done, len(starts) + 1):
+        if i > done:
+            trial = _search_from(run, core, C, nodes, starts[i - 1])
+            log.info("order search start %d/%d: BIC %.6g after %d sweep(s)", i, len(starts), trial.score, trial.sweeps)
+            if found is None or trial.score < found.score:
+                found = trial
+            _save_search(run, found, i)
+        if found is None:
+            continue
+        if fitted is not found:
+            fitted, weights = found, _least_squares_on(found.parents, C, nodes, prob.k)
         record = {"bic": found.score, "sweeps": found.sweeps, "converged": found.converged, "starts": i}
         record["edges"] = _edges_above_threshold(prob, weights)
         # the best network so far is over the limit: no later start is needed to say so
@@ -213,6 +210,53 @@ def bic_order_refit(run: Run, core: Core, *, max_edges: float | None = None) -> 
     run.info.update(refit_order="bic_search", order_search=record)
     log.info("order search: BIC %.6g after %d sweep(s), %d edges", found.score, found.sweeps, record["edges"])
     return True
+
+
+def _search_from(run: Run, core: Core, C: np.ndarray, nodes: np.ndarray, start: np.ndarray) -> OrderSearchResult:
+    """One BOSS run of the core's order from ``start`` (``C`` over ``nodes``: outside regulators, then the core)."""
+    q, t = core.rows.size, run.prob.s.tuning
+    return best_order_search(
+        C,
+        run.n_cells,
+        start,
+        allowed=core.allowed[nodes, :q],
+        # a constant gene can carry no weight: its required edges are reported missing
+        required=core.required[nodes, :q] & (np.diag(C) > 0)[:, None],
+        penalty_discount=t.order_search_discount,
+        gamma=t.order_search_gamma,
+        max_sweeps=t.order_search_sweeps,
+        deadline=run.deadline,
+    )
+
+
+def _save_search(run: Run, found: OrderSearchResult, starts_done: int) -> None:
+    """Checkpoint the best search result after ``starts_done`` starts (a start can take minutes)."""
+    run.save(
+        force=True,
+        order_search_done=starts_done,
+        order_search_order=torch.as_tensor(found.order),
+        order_search_parents=torch.as_tensor(found.parents),
+        order_search_score=float(found.score),
+        order_search_sweeps=int(found.sweeps),
+        order_search_converged=bool(found.converged),
+    )
+
+
+def _resumed_search(run: Run) -> tuple[OrderSearchResult | None, int]:
+    """Return the best search result a checkpoint holds and its number of starts (None, 0 when none)."""
+    done = int(run.state.get("order_search_done", 0))
+    if not done:
+        return None, 0
+    st = run.state
+    found = OrderSearchResult(
+        st["order_search_order"].numpy(),
+        st["order_search_parents"].numpy(),
+        float(st["order_search_score"]),
+        int(st["order_search_sweeps"]),
+        bool(st["order_search_converged"]),
+    )
+    log.info("order search: resumed after %d start(s) from the checkpoint", done)
+    return found, done
 
 
 def path_or_bic_refit(run: Run, core: Core, *, refine: bool) -> None:

@@ -56,7 +56,8 @@ class Tuning:
         The best-order search on the Gaussian BIC (``SolverSettings.order_search``;
         :mod:`gene_dag.solver.order_search`) runs on whole cores of at most
         ``order_search_max`` genes; the penalty per parent is ``order_search_discount *
-        log(n) / 2 + order_search_gamma * log(p)`` (BIC; extended BIC for gamma > 0).
+        log(n) / 2 + order_search_gamma * log(p)`` (BIC; extended BIC for gamma > 0). It
+        needs the number of cells (a solve on a covariance alone has none).
     order_search_max_edge_ratio
         With ``order_search="auto"``, the search's network replaces the λ path's only when
         it has at most this many times the path's edges. Where the linear Gaussian model

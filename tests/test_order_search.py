@@ -279,3 +279,29 @@ def test_a_search_stopped_by_sigterm_resumes_after_its_last_finished_start(tmp_p
     assert "order search: resumed after 1 start(s) from the checkpoint" in caplog.text
     assert resumed.info["run"]["order_search"] == reference.info["run"]["order_search"]
     assert (resumed.adjacency != reference.adjacency).nnz == 0
+
+
+def test_a_start_cut_by_the_time_limit_is_not_checkpointed(tmp_path, monkeypatch):
+    import time
+
+    from gene_dag.solver import refit
+
+    _, X = standardised_sem(30, "sf", 2.0, 1000, seed=5)
+    reference = fit(X, device="cpu", return_result=True)
+    calls, search_from = [], refit._search_from
+
+    def limited(run, *args, cut_at: int | None = None):
+        calls.append(len(calls) + 1)
+        found = search_from(run, *args)
+        if calls[-1] == cut_at:  # the time limit passes during this start
+            run.deadline = time.monotonic() - 1.0
+        return found
+
+    monkeypatch.setattr(refit, "_search_from", lambda run, *a: limited(run, *a, cut_at=2))
+    fit(X, device="cpu", checkpoint=tmp_path)
+    assert calls == [1, 2]  # no third start after the limit
+    calls.clear()
+    monkeypatch.setattr(refit, "_search_from", limited)
+    resumed = fit(X, device="cpu", checkpoint=tmp_path, return_result=True)
+    assert calls == [1, 2]  # the first start was kept; the cut second one is searched again, then the third
+    assert (resumed.adjacency != reference.adjacency).nnz == 0

@@ -190,11 +190,14 @@ def bic_order_refit(run: Run, core: Core, *, max_edges: float | None = None) -> 
     fitted = None  # the result whose least-squares weights are in `weights`
     for i in range(done, len(starts) + 1):
         if i > done:
+            if found is not None and run.out_of_time():
+                break  # the time limit: the best start so far stands, and a resumed run goes on
             trial = _search_from(run, core, C, nodes, starts[i - 1])
             log.info("order search start %d/%d: BIC %.6g after %d sweep(s)", i, len(starts), trial.score, trial.sweeps)
             if found is None or trial.score < found.score:
                 found = trial
-            _save_search(run, found, i)
+            if not run.out_of_time():  # a start the time limit cut short is redone on resuming
+                _save_search(run, found, i)
         if found is None:
             continue
         if fitted is not found:

@@ -80,7 +80,7 @@ def learn_dag(
         Work on a copy and return it.
     **solver_options
         Passed to :func:`gene_dag.fit`: ``lambda1``, ``w_threshold``, ``standardize``,
-        ``acyclicity``, ``device``, ``memory_gb``, ``seed``, ``max_time``,
+        ``order_search``, ``acyclicity``, ``device``, ``memory_gb``, ``seed``, ``max_time``,
         ``stability_resamples``, ``checkpoint``, ...
 
     Returns

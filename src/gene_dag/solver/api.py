@@ -101,7 +101,7 @@ def fit(
     return_result
         Return a :class:`FitResult` instead of the adjacency.
     **options
-        :class:`SolverSettings` fields (lambda1, w_threshold, standardize, acyclicity,
+        :class:`SolverSettings` fields (lambda1, w_threshold, standardize, order_search, acyclicity,
         device, memory_gb, seed, max_time, stability_resamples, ...).
 
     Returns

@@ -187,21 +187,18 @@ def bic_order_refit(run: Run, core: Core, *, max_edges: float | None = None) -> 
     starts = starts[: max(t.order_search_starts, 1)]
     starts += [rng.permutation(q) for _ in range(t.order_search_starts - len(starts))]
     found, done = _resumed_search(run)
-    fitted = None  # the result whose least-squares weights are in `weights`
-    for i in range(done, len(starts) + 1):
+    weights = None if found is None else _least_squares_on(found.parents, C, nodes, prob.k)
+    # i == done > 0: the checkpoint's best, checked against the limit like a new start's
+    for i in range(max(done, 1), len(starts) + 1):
         if i > done:
             if found is not None and run.out_of_time():
                 break  # the time limit: the best start so far stands, and a resumed run goes on
             trial = _search_from(run, core, C, nodes, starts[i - 1])
             log.info("order search start %d/%d: BIC %.6g after %d sweep(s)", i, len(starts), trial.score, trial.sweeps)
             if found is None or trial.score < found.score:
-                found = trial
+                found, weights = trial, _least_squares_on(trial.parents, C, nodes, prob.k)
             if not run.out_of_time():  # a start the time limit cut short is redone on resuming
                 _save_search(run, found, i)
-        if found is None:
-            continue
-        if fitted is not found:
-            fitted, weights = found, _least_squares_on(found.parents, C, nodes, prob.k)
         record = {"bic": found.score, "sweeps": found.sweeps, "converged": found.converged, "starts": i}
         record["edges"] = _edges_above_threshold(prob, weights)
         # the best network so far is over the limit: no later start is needed to say so
